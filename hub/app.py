@@ -1,0 +1,210 @@
+"""The application factory and the :class:`Hub` it builds.
+
+``create_app(config)`` builds everything from an explicit mapping plus the documented
+environment variables; nothing is global, so tests build as many apps as they like. The same
+:class:`Hub` serves the web process (ingress) and the workers (``hub worker`` runs inside the
+app context, and jobs reach the hub through ``current_app``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from hub.plugins import Registry, load_plugins
+from hub.queues import EmbeddedRedis, Queues
+from hub.store import Store
+from hub.templates import Renderer
+from hub.tenants import ConfigIssue, Tenant, load_tenants
+
+log = logging.getLogger("hub")
+
+# documented environment variables -> config keys (README "Environment")
+ENV_KEYS = (
+    "HUB_CONFIG_DIR",
+    "HUB_VAR_DIR",
+    "DATABASE_URL",
+    "DATABASE_SCHEMA",
+    "REDIS_URL",
+    "HUB_QUEUE_PREFIX",
+    "HUB_SECRET_KEY",
+    "HUB_PUBLIC_URL",
+    "HUB_ALLOW_PRIVATE_NETWORKS",
+    "HUB_MAX_BODY_BYTES",
+    "HUB_RETRY_BASE",
+    "HUB_RETRY_MAX",
+    "HUB_SWEEP_AFTER",
+    "HUB_LOG_LEVEL",
+)
+DEFAULTS: dict[str, Any] = {
+    "HUB_CONFIG_DIR": "config",
+    "HUB_VAR_DIR": "var",
+    "HUB_QUEUE_PREFIX": "",
+    "HUB_MAX_BODY_BYTES": 1024 * 1024,
+    "HUB_RETRY_BASE": 30.0,  # first retry after ~30 s, then doubling, ±20 % jitter
+    "HUB_RETRY_MAX": 3600.0,  # no retry waits longer than this, whatever Retry-After says
+    "HUB_SWEEP_AFTER": 60.0,  # an event not processed after this long is enqueued again
+    "HUB_ALLOW_PRIVATE_NETWORKS": "",
+    "HUB_LOG_LEVEL": "INFO",
+}
+
+
+@dataclass
+class Settings:
+    """Resolved settings; paths absolute so worker processes agree with the web process."""
+
+    config_dir: Path
+    var_dir: Path
+    database_url: str
+    database_schema: str | None
+    redis_url: str | None
+    queue_prefix: str
+    secret_key: str
+    public_url: str | None
+    allow_private_networks: tuple[str, ...]
+    max_body_bytes: int
+    retry_base: float
+    retry_max: float
+    sweep_after: float
+
+    @classmethod
+    def resolve(cls, config: Mapping[str, Any] | None, environ: Mapping[str, str]) -> Settings:
+        values: dict[str, Any] = dict(DEFAULTS)
+        values.update({k: environ[k] for k in ENV_KEYS if environ.get(k)})
+        values.update(config or {})
+        var_dir = Path(values["HUB_VAR_DIR"]).resolve()
+        db_url = values.get("DATABASE_URL") or f"sqlite:///{var_dir / 'hub.db'}"
+        return cls(
+            config_dir=Path(values["HUB_CONFIG_DIR"]).resolve(),
+            var_dir=var_dir,
+            database_url=db_url,
+            database_schema=values.get("DATABASE_SCHEMA") or None,
+            redis_url=values.get("REDIS_URL") or None,
+            queue_prefix=values["HUB_QUEUE_PREFIX"],
+            secret_key=values.get("HUB_SECRET_KEY") or _dev_secret(var_dir),
+            public_url=(values.get("HUB_PUBLIC_URL") or "").rstrip("/") or None,
+            allow_private_networks=tuple(
+                c.strip() for c in str(values["HUB_ALLOW_PRIVATE_NETWORKS"]).split(",") if c.strip()
+            ),
+            max_body_bytes=int(values["HUB_MAX_BODY_BYTES"]),
+            retry_base=float(values["HUB_RETRY_BASE"]),
+            retry_max=float(values["HUB_RETRY_MAX"]),
+            sweep_after=float(values["HUB_SWEEP_AFTER"]),
+        )
+
+
+def _dev_secret(var_dir: Path) -> str:
+    """Without HUB_SECRET_KEY, keep one random key in var/ so links survive restarts."""
+    path = var_dir / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        var_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32)
+        path.write_text(key)
+        path.chmod(0o600)
+        log.warning("HUB_SECRET_KEY is not set: generated one in %s (set it in production)", path)
+        return key
+
+
+class Hub:
+    """Everything one process of the hub needs, built once per app."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        tenants: dict[str, Tenant],
+        config_issues: list[ConfigIssue],
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.tenants = tenants
+        self.config_issues = config_issues
+        self.store = Store(settings.database_url, settings.database_schema)
+        self.embedded_redis: EmbeddedRedis | None = None
+        redis_url = settings.redis_url or EmbeddedRedis(settings.var_dir).url
+        self.queues = Queues(redis_url, settings.queue_prefix)
+        self.renderer = Renderer(settings.config_dir, registry)
+
+    @property
+    def sources(self):  # noqa: ANN201
+        return self.registry.sources
+
+    @property
+    def sinks(self):  # noqa: ANN201
+        return self.registry.sinks
+
+    def ensure_redis(self) -> None:
+        """Start the embedded Redis when ``REDIS_URL`` is unset (``hub run``/``hub worker``)."""
+        if self.settings.redis_url is None and self.embedded_redis is None:
+            self.embedded_redis = EmbeddedRedis(self.settings.var_dir)
+            self.embedded_redis.start()
+
+    def public_url(self, port: int = 8000) -> str:
+        return self.settings.public_url or f"http://127.0.0.1:{port}"
+
+    def close(self) -> None:
+        if self.embedded_redis:
+            self.embedded_redis.stop()
+            self.embedded_redis = None
+        self.store.dispose()
+
+
+def create_app(
+    config: Mapping[str, Any] | None = None, *, plugins: Any = None, extra_plugins: tuple = ()
+) -> Flask:
+    """Build the Flask app: settings, plugins, tenants, store, queues, blueprints, CLI.
+
+    ``config`` overrides the environment (tests pass everything explicitly). ``plugins``
+    replaces entry-point discovery with the given entry points; ``extra_plugins`` registers
+    plugin objects in addition (the hub's own tests use both).
+    """
+    from dotenv import load_dotenv
+
+    load_dotenv(override=False)
+    settings = Settings.resolve(config, os.environ)
+    logging.basicConfig(
+        level=os.environ.get("HUB_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    registry = load_plugins(plugins, extra_plugins)
+    tenants, issues = load_tenants(
+        settings.config_dir, registry.sources, registry.sinks, os.environ
+    )
+    for issue in issues:
+        log.error("config: %s", issue)
+
+    app = Flask("hub")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # url-encoded forms are not capped by field count otherwise (reliability.md)
+    app.config["MAX_FORM_PARTS"] = 1000
+    app.config["SECRET_KEY"] = settings.secret_key
+    hub = Hub(settings, registry, tenants, issues)
+    app.extensions["hub"] = hub
+    hub.store.create_all()
+
+    from hub import cli, ingress, tracking
+
+    app.register_blueprint(ingress.blueprint)
+    app.register_blueprint(tracking.blueprint)
+    for plugin_name, blueprint in registry.blueprints:
+        app.register_blueprint(blueprint, url_prefix=f"/plugins/{plugin_name}")
+    cli.register(app)
+
+    @app.errorhandler(HTTPException)
+    def _json_error(exc: HTTPException):  # noqa: ANN202
+        """Every error a client sees has one JSON shape: code, message, field."""
+        code = (exc.name or "error").lower().replace(" ", "_")
+        body = {"code": code, "message": exc.description, "field": None}
+        return jsonify(body), exc.code
+
+    return app

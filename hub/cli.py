@@ -1,0 +1,301 @@
+"""The ``hub`` command. Every command is a Click command on the app (``app.cli``), so
+``hub …`` and ``flask --app wsgi …`` behave the same and run inside the app context."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import requests
+import sqlalchemy as sa
+from flask import Flask
+from flask.cli import FlaskGroup
+
+from hub import current_hub
+from hub.store import delivery_log
+
+
+def register(app: Flask) -> None:
+    """Attach the core commands and every plugin's commands to ``app.cli``."""
+    app.cli.add_command(run_command)
+    app.cli.add_command(worker_command)
+    app.cli.add_command(plugins_command)
+    app.cli.add_command(config_group)
+    app.cli.add_command(demo_command)
+    app.cli.add_command(sweep_command)
+    app.cli.add_command(log_command)
+    hub = app.extensions["hub"]
+    for plugin_name, command in hub.registry.commands:
+        group = app.cli.commands.get(plugin_name)
+        if group is None:
+            group = click.Group(plugin_name, help=f"Commands of the {plugin_name} plugin.")
+            app.cli.add_command(group)
+        group.add_command(command)
+
+
+def webhook_urls(hub: Any, port: int) -> list[tuple[str, str, str]]:
+    base = hub.public_url(port)
+    return [
+        (t.slug, name, f"{base}/webhooks/{t.slug}/{name}")
+        for t in hub.tenants.values()
+        for name in t.sources
+    ]
+
+
+@click.command("run")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def run_command(host: str, port: int) -> None:
+    """Run everything for a laptop or a demo: web server, a worker, the scheduler, and an
+    embedded Redis when REDIS_URL is unset."""
+    from werkzeug.serving import run_simple
+
+    hub = current_hub()
+    _report_problems(hub)
+    hub.ensure_redis()
+    env = dict(
+        os.environ,
+        REDIS_URL=hub.queues.url,
+        DATABASE_URL=hub.settings.database_url,
+        HUB_CONFIG_DIR=str(hub.settings.config_dir),
+        HUB_VAR_DIR=str(hub.settings.var_dir),
+        HUB_PUBLIC_URL=hub.public_url(port),
+        HUB_SECRET_KEY=hub.settings.secret_key,
+    )
+    worker = subprocess.Popen([sys.executable, "-m", "hub", "worker"], env=env)
+    click.echo(
+        f"abandonment-hub on http://{host}:{port}  (redis: {hub.queues.url}, "
+        f"database: {hub.store.engine.url.render_as_string(hide_password=True)})"
+    )
+    for slug, source, url in webhook_urls(hub, port):
+        click.echo(f"  tenant {slug:<16} source {source:<12} POST {url}")
+    click.echo("Try it: in another terminal run `hub demo`. Ctrl-C stops everything.")
+    app = hub_app()
+    try:
+        run_simple(host, port, app, threaded=True, use_reloader=False)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        hub.close()
+
+
+def hub_app() -> Flask:
+    from flask import current_app
+
+    return current_app._get_current_object()  # type: ignore[attr-defined]
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Run what is queued, then exit (no scheduler wait).")
+@click.option("--max-idle-time", type=int, default=None, help="Exit after this many idle seconds.")
+@click.option(
+    "--sweep-interval",
+    type=float,
+    default=None,
+    help="Seconds between sweeps that re-queue work Redis lost (default: half of "
+    "HUB_SWEEP_AFTER, at most 30).",
+)
+def worker_command(burst: bool, max_idle_time: int | None, sweep_interval: float | None) -> None:
+    """Run an RQ worker with the scheduler on the hub's queues."""
+    from rq import SimpleWorker
+
+    from hub.engine import Engine
+
+    hub = current_hub()
+    _report_problems(hub)
+    hub.ensure_redis()
+    app = hub_app()
+    stop = threading.Event()
+    interval = sweep_interval or min(hub.settings.sweep_after / 2, 30.0)
+
+    def sweeper() -> None:
+        while not stop.wait(interval):
+            with app.app_context():
+                try:
+                    Engine(hub).sweep()
+                except Exception:
+                    app.logger.exception("sweep failed")
+
+    with app.app_context():
+        try:
+            Engine(hub).sweep()
+        except Exception:
+            app.logger.exception("sweep failed")
+    thread = threading.Thread(target=sweeper, name="hub-sweeper", daemon=True)
+    thread.start()
+    # SimpleWorker: no fork per job, so connections (SMTP, HTTP) are reused across messages
+    worker = SimpleWorker(hub.queues.all, connection=hub.queues.connection)
+    try:
+        worker.work(
+            with_scheduler=True,
+            burst=burst,
+            max_idle_time=max_idle_time,
+            logging_level=os.environ.get("HUB_LOG_LEVEL", "INFO"),
+        )
+    finally:
+        stop.set()
+        hub.close()
+
+
+@click.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_command(as_json: bool) -> None:
+    """List installed plugins with version, origin, what they provide and any error."""
+    hub = current_hub()
+    infos = list(hub.registry.plugins.values())
+    if as_json:
+        click.echo(json.dumps([vars(i) for i in infos], indent=2))
+        return
+    for info in sorted(infos, key=lambda i: i.name):
+        provides = (
+            ", ".join([*(f"source:{s}" for s in info.sources), *(f"sink:{s}" for s in info.sinks)])
+            or "-"
+        )
+        status = f"ERROR {info.error}" if info.error else "ok"
+        click.echo(
+            f"{info.name:<16} {info.version:<10} {info.origin:<20} {info.module:<28} "
+            f"{provides:<40} {status}"
+        )
+    for message in hub.registry.errors:
+        if "is disabled" not in message:
+            click.echo(f"ERROR {message}", err=True)
+
+
+@click.group("config")
+def config_group() -> None:
+    """Tenant configuration."""
+
+
+@config_group.command("check")
+def config_check() -> None:
+    """Validate every tenant file; print each error with file and key; exit 1 on any."""
+    hub = current_hub()
+    problems = [str(i) for i in hub.config_issues] + list(hub.registry.errors)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo(f"ok: {len(hub.tenants)} tenant(s) in {hub.settings.config_dir / 'tenants'}")
+
+
+@click.command("demo")
+@click.option(
+    "--url",
+    default=None,
+    help="Base URL of the running hub (default HUB_PUBLIC_URL or http://127.0.0.1:8000).",
+)
+@click.option("--wait", default=30.0, show_default=True, help="Seconds to wait for a message.")
+def demo_command(url: str | None, wait: float) -> None:
+    """Post a correctly signed sample abandonment for every tenant source that has one, then
+    show the recovery messages as the running hub sends them."""
+    hub = current_hub()
+    base = (url or hub.public_url()).rstrip("/")
+    with hub.store.begin() as conn:
+        last_log = conn.execute(sa.select(sa.func.max(delivery_log.c.id))).scalar() or 0
+    posted = 0
+    now = datetime.now(UTC)
+    for tenant in hub.tenants.values():
+        for name, config in tenant.sources.items():
+            sample = hub.sources[name].demo_request(config, now)
+            if sample is None:
+                continue
+            target = f"{base}/webhooks/{tenant.slug}/{name}"
+            try:
+                answer = requests.post(
+                    target, data=sample.body, headers=dict(sample.headers), timeout=10
+                )
+            except requests.RequestException as exc:
+                raise click.ClickException(
+                    f"cannot reach the hub at {base}: is `hub run` "
+                    f"running? ({exc.__class__.__name__})"
+                ) from None
+            click.echo(
+                f"posted {sample.description} to {target}: {answer.status_code} "
+                f"{answer.text.strip()[:120]}"
+            )
+            posted += answer.ok
+    if not posted:
+        raise click.ClickException("no tenant has a source with a demo sample")
+    click.echo(f"waiting up to {wait:.0f}s for the recovery message(s)…")
+    deadline = time.monotonic() + wait
+    sent = 0
+    while time.monotonic() < deadline and sent < posted:
+        with hub.store.begin() as conn:
+            rows = conn.execute(
+                sa.select(delivery_log)
+                .where(delivery_log.c.id > last_log)
+                .order_by(delivery_log.c.id)
+            ).all()
+        for row in rows:
+            last_log = row.id
+            click.echo(
+                f"  {row.at:%H:%M:%S} tenant {row.tenant} journey {row.journey_id} "
+                f"step {row.step_index} {row.sink or '-'}: {row.status}"
+                f"{' (' + row.reason + ')' if row.reason else ''}"
+            )
+            sent += row.status == "sent"
+        time.sleep(0.5)
+    if sent < posted:
+        raise click.ClickException(
+            "no message arrived in time: is `hub run` (or `hub worker`) running? see `hub log`"
+        )
+
+
+@click.command("sweep")
+def sweep_command() -> None:
+    """Re-queue events and steps that Redis lost (the workers also do this periodically)."""
+    from hub.engine import Engine
+
+    hub = current_hub()
+    hub.ensure_redis()
+    click.echo(json.dumps(Engine(hub).sweep()))
+
+
+@click.command("log")
+@click.option("--tenant", default=None)
+@click.option("--limit", default=20, show_default=True)
+def log_command(tenant: str | None, limit: int) -> None:
+    """Show the newest entries of the delivery log."""
+    hub = current_hub()
+    query = sa.select(delivery_log).order_by(delivery_log.c.id.desc()).limit(limit)
+    if tenant:
+        query = query.where(delivery_log.c.tenant == tenant)
+    with hub.store.begin() as conn:
+        rows = conn.execute(query).all()
+    for row in reversed(rows):
+        click.echo(
+            f"{row.at:%Y-%m-%d %H:%M:%S} {row.tenant} journey {row.journey_id} step "
+            f"{row.step_index} {row.sink or '-'} attempt {row.attempt}: {row.status}"
+            f"{' (' + row.reason + ')' if row.reason else ''}"
+        )
+
+
+def _report_problems(hub: Any) -> None:
+    for issue in hub.config_issues:
+        click.echo(f"config error: {issue}", err=True)
+    for message in hub.registry.errors:
+        click.echo(f"plugin error: {message}", err=True)
+
+
+def main() -> None:
+    """Entry point of the ``hub`` console script."""
+    from hub.app import create_app
+
+    cli = FlaskGroup(
+        create_app=lambda: create_app(),
+        add_default_commands=False,
+        load_dotenv=False,
+        help="abandonment-hub: win back abandoned checkouts.",
+    )
+    cli.main(prog_name="hub")

@@ -1,0 +1,150 @@
+"""The normalized event: the only thing flows and sinks ever see of a platform (contract).
+
+Sources return plain dicts; :func:`load_event` validates them with :class:`EventSchema` once, at
+the edge. Inside the hub an event is the loaded dict: money in integer minor units plus an ISO
+currency, times aware UTC, phones E.164.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates
+
+KINDS = (
+    "checkout.abandoned",
+    "checkout.updated",
+    "checkout.converted",
+    "checkout.deleted",
+    "checkout.refunded",
+)
+CONSENT_VALUES = ("opt_in", "opt_out", "unknown")
+STAGES = ("cart", "contact", "payment")
+
+
+class AwareDateTime(fields.AwareDateTime):
+    """An ISO datetime or a datetime object, always returned in UTC."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(default_timezone=UTC, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):  # noqa: ANN001
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise self.make_error("invalid_awareness")
+            return value.astimezone(UTC)
+        return super()._deserialize(value, attr, data, **kwargs).astimezone(UTC)
+
+
+class CustomerSchema(Schema):
+    email = fields.Email(load_default=None, allow_none=True)
+    phone = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Regexp(r"^\+[1-9]\d{6,14}$", error="Not an E.164 phone number."),
+    )
+    first_name = fields.String(load_default=None, allow_none=True)
+    last_name = fields.String(load_default=None, allow_none=True)
+    locale = fields.String(load_default=None, allow_none=True)
+    country = fields.String(
+        load_default=None, allow_none=True, validate=validate.Regexp(r"^[A-Z]{2}$")
+    )
+    external_id = fields.String(load_default=None, allow_none=True)
+
+
+class LineItemSchema(Schema):
+    name = fields.String(required=True)
+    quantity = fields.Integer(load_default=1, validate=validate.Range(min=0))
+    unit_price = fields.Integer(load_default=None, allow_none=True)
+    url = fields.Url(load_default=None, allow_none=True)
+    image = fields.Url(load_default=None, allow_none=True)
+    sku = fields.String(load_default=None, allow_none=True)
+
+
+class CartSchema(Schema):
+    total = fields.Integer(required=True, strict=True)
+    currency = fields.String(required=True, validate=validate.Regexp(r"^[A-Z]{3}$"))
+    items = fields.List(fields.Nested(LineItemSchema), load_default=list)
+    discount = fields.Integer(load_default=0)
+
+
+class ConsentSchema(Schema):
+    email = fields.String(load_default="unknown", validate=validate.OneOf(CONSENT_VALUES))
+    whatsapp = fields.String(load_default="unknown", validate=validate.OneOf(CONSENT_VALUES))
+    sms = fields.String(load_default="unknown", validate=validate.OneOf(CONSENT_VALUES))
+
+
+class EventSchema(Schema):
+    """The normalized event. ``unknown = RAISE``: a source that invents a field is a bug."""
+
+    class Meta:
+        unknown = RAISE
+
+    kind = fields.String(required=True, validate=validate.OneOf(KINDS))
+    event_key = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    checkout_id = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    occurred_at = AwareDateTime(required=True)
+    customer = fields.Nested(CustomerSchema, load_default=dict)
+    cart = fields.Nested(CartSchema, load_default=None, allow_none=True)
+    recovery_url = fields.Url(load_default=None, allow_none=True)
+    recovery_expires_at = AwareDateTime(load_default=None, allow_none=True)
+    consent = fields.Nested(ConsentSchema, load_default=dict)
+    stage = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(STAGES))
+    recovered_from = fields.String(load_default=None, allow_none=True)
+    livemode = fields.Boolean(load_default=True)
+    source = fields.String(required=True)
+    tenant = fields.String(required=True)
+    raw = fields.Raw(load_default=None, allow_none=True)
+
+    @validates("event_key")
+    def _no_whitespace(self, value: str, **_: Any) -> None:
+        if value != value.strip():
+            raise ValidationError("Must not start or end with white space.")
+
+    @post_load
+    def _normalize(self, data: dict, **_: Any) -> dict:
+        customer = data["customer"]
+        if customer.get("email"):
+            customer["email"] = customer["email"].strip()
+        if data["kind"] == "checkout.abandoned" and not data.get("stage"):
+            data["stage"] = "cart"
+        return data
+
+
+_schema = EventSchema()
+
+
+def load_event(data: dict) -> dict:
+    """Validate and load one event dict; raises ``ValidationError`` with messages per field."""
+    return _schema.load(data)
+
+
+def dump_event(event: dict) -> dict:
+    """JSON-ready form of a loaded event (datetimes as ISO strings)."""
+    return _schema.dump(event)
+
+
+def first_error_field(messages: Any, prefix: str = "") -> tuple[str, str]:
+    """Flatten marshmallow's nested error dict to (dotted field path, first message)."""
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            return first_error_field(value, path)
+    if isinstance(messages, list) and messages:
+        return first_error_field(messages[0], prefix)
+    return prefix or "_schema", str(messages)
+
+
+def identity_of(customer: dict) -> tuple[str | None, str | None]:
+    """The identity keys the hub matches a person on: lower-cased e-mail and E.164 phone."""
+    email = (customer.get("email") or "").strip().lower() or None
+    phone = customer.get("phone") or None
+    return email, phone
+
+
+def is_zero_decimal(currency: str) -> bool:
+    """True for currencies without a minor unit (JPY, KRW, …), per Babel's currency data."""
+    from babel.numbers import get_currency_precision
+
+    return get_currency_precision(currency.upper()) == 0

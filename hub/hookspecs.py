@@ -1,0 +1,330 @@
+"""The plugin contract of abandonment-hub.
+
+Read this module before writing a plugin: it is the whole API between the hub and a plugin.
+
+A plugin is an importable module that implements some of the hooks below with the
+:data:`hub.hookimpl` marker and is registered through the Python entry-point group
+``abandonment_hub``::
+
+    # pyproject.toml of your package
+    [project.entry-points.abandonment_hub]
+    acme_crm = "acme_crm_plugin"
+
+The built-in plugins in ``plugins/`` are registered exactly the same way.
+
+Hooks return *data* (:class:`Source` and :class:`Sink` objects, blueprints, Click commands); the
+core decides what to do with it. Each hook is called once at start-up to build registries, so
+hooks may do a little work, but never I/O that can hang.
+
+A **source** turns one platform callback into normalized events (see ``hub.events``); a **sink**
+sends one rendered message on one channel. Both declare a marshmallow schema for their table in
+a tenant file (``[sources.<name>]`` / ``[sinks.<name>]``); the hub validates every tenant's table
+at start-up and hands the loaded dict to every call as ``config``.
+
+Errors a plugin raises on purpose are defined here: :class:`VerificationError` (→ 401),
+:class:`PayloadError` (→ 400 naming the field), :class:`RetryableError` and
+:class:`PermanentError` (a sink's failed send). Any other exception from plugin code is caught
+by the hub, reported with the plugin's name, and never takes the hub down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+import pluggy
+
+PROJECT_NAME = "abandonment_hub"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+# --------------------------------------------------------------------------------------------
+# Errors a plugin raises on purpose
+# --------------------------------------------------------------------------------------------
+
+
+class VerificationError(Exception):
+    """The request does not prove it comes from the platform: the ingress answers 401.
+
+    Raise it for a missing, garbled or wrong signature and for a timestamp outside the allowed
+    window. The message is returned to the caller, so never put a secret or the expected
+    signature in it.
+    """
+
+
+class PayloadError(Exception):
+    """The request is authentic but its content is unusable: the ingress answers 400.
+
+    ``field`` names the part of the payload at fault (a dotted path such as
+    ``data.object.currency``) so the platform's operator can see what to fix.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class RetryableError(Exception):
+    """A send failed in a way that may succeed later (timeout before sending, 429, 5xx).
+
+    ``retry_after`` (seconds) is the provider's own hint, e.g. a ``Retry-After`` header; the
+    engine clamps it and otherwise backs off exponentially with jitter. A plugin never sleeps.
+    """
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    """A send failed for good (invalid address, rejected template, 4xx): do not retry.
+
+    The engine records ``reason`` in the delivery log and falls back to the step's next channel.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class OutcomeUnknown(Exception):
+    """The request may have reached the provider but its answer was lost (read timeout).
+
+    For a sink whose provider does not deduplicate, the hub records the delivery as ``unknown``
+    and does not retry: a duplicate recovery message is worse than a missing one.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# What the hub hands to plugins
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboundRequest:
+    """One platform callback exactly as received.
+
+    ``body`` holds the raw bytes: verify signatures over these, never over re-serialised data.
+    ``headers`` is case-insensitive. ``tenant`` is the tenant's slug from the URL; a source must
+    verify with *this tenant's* secret only.
+    """
+
+    tenant: str
+    source: str
+    method: str
+    body: bytes
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    content_type: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """What the hub did with a verified callback; given to :meth:`Source.respond`.
+
+    ``stored`` counts new events, ``duplicates`` events already stored before (a retry),
+    ``ignored`` is true when the source parsed the request into no events (an event type
+    the hub does not act on, or a platform's connection test).
+    """
+
+    stored: int
+    duplicates: int
+    ignored: bool
+    event_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One rendered message for one recipient on one channel; given to :meth:`Sink.send`.
+
+    ``parts`` holds the rendered template files of the sink's channel keyed by their extension
+    (``{"subject": …, "html": …, "txt": …}`` for e-mail); sinks that render remotely (WhatsApp
+    templates) use ``context`` instead. ``delivery_id`` is stable across retries of this
+    message: use it as the provider's idempotency key where the provider has one.
+    """
+
+    tenant: str
+    journey_id: int
+    step_index: int
+    delivery_id: int
+    channel: str
+    to: str
+    locale: str
+    parts: Mapping[str, str]
+    context: Mapping[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DemoRequest:
+    """A correctly signed sample callback that ``hub demo`` posts to a running hub."""
+
+    headers: Mapping[str, str]
+    body: bytes
+    description: str
+
+
+# --------------------------------------------------------------------------------------------
+# What plugins give to the hub
+# --------------------------------------------------------------------------------------------
+
+
+class Source:
+    """A platform that posts callbacks to ``POST /webhooks/<tenant>/<name>``.
+
+    Subclass it and return an instance from :func:`hub_sources`. Class attributes:
+
+    ``name``
+        URL segment and tenant-file table name (``[sources.<name>]``); unique across plugins.
+    ``config_schema``
+        marshmallow ``Schema`` class for the tenant's table. The core adds and strips its own
+        keys (``abandon_after``, ``attribution_window``) before the plugin's schema sees it.
+    ``infers_abandonment``
+        True when the platform never says "abandoned" itself (Shopify): each
+        ``checkout.updated`` then (re)schedules a check after the tenant's ``abandon_after``
+        (default ``default_abandon_after``), and the core emits ``checkout.abandoned`` when
+        nothing converted or deleted the checkout by then.
+    """
+
+    name: ClassVar[str]
+    config_schema: ClassVar[type]
+    infers_abandonment: ClassVar[bool] = False
+    default_abandon_after: ClassVar[str] = "15m"
+
+    def verify(self, request: InboundRequest, config: Mapping[str, Any]) -> None:
+        """Prove that ``request`` was sent by the platform for this tenant.
+
+        Called before anything reads the body. Raise :class:`VerificationError` when it was
+        not; any other exception is treated the same (401), so the hub never answers 500 to a
+        forged request.
+        """
+        raise NotImplementedError
+
+    def parse(self, request: InboundRequest, config: Mapping[str, Any]) -> list[dict]:
+        """Turn a verified request into zero or more normalized events.
+
+        Each event is a dict shaped like ``hub.events.EventSchema`` (without ``tenant``,
+        ``source`` and ``raw``, which the hub fills in). Return ``[]`` for callbacks the hub
+        does not act on (other event types, connection tests): they are answered 2xx and
+        stored nowhere. Raise :class:`PayloadError` naming the field for unusable content.
+        """
+        raise NotImplementedError
+
+    def respond(self, outcome: IngestOutcome) -> tuple[str, int, dict[str, str]] | None:
+        """Return ``(body, status, headers)`` when the platform expects a particular answer.
+
+        ``None`` (the default) answers ``202`` with a JSON summary. Digistore24, for example,
+        needs the plain-text body ``OK``.
+        """
+        return None
+
+    def demo_request(self, config: Mapping[str, Any], now: datetime) -> DemoRequest | None:
+        """Return a signed sample abandonment for ``hub demo``, or ``None`` for no sample."""
+        return None
+
+
+class Sink:
+    """A way to reach a customer (or the shop's staff) on one channel.
+
+    Subclass it and return an instance from :func:`hub_sinks`. One instance serves every
+    tenant in a worker process, so it may keep connections (an SMTP connection, a
+    ``requests.Session``) keyed by config, but no tenant data between calls. Class attributes:
+
+    ``name``
+        the tenant-file table name (``[sinks.<name>]``) and the name steps list in
+        ``channels``; unique across plugins.
+    ``channel``
+        the channel kind: ``email``, ``whatsapp``, ``webpush``, ``ticket``, … Consent,
+        unsubscribe, frequency caps and template files (``<channel>.<locale>.<ext>``) are per
+        channel kind.
+    ``needs_consent``
+        False for sinks whose recipient is not the customer (tickets for the shop's staff) or
+        whose address *is* the consent (a push subscription).
+    ``idempotent``
+        True when the provider deduplicates on the ``delivery_id`` we send, so a send whose
+        outcome is unknown may safely be retried.
+    ``max_attempts``
+        how many times a retryable failure is retried before it counts as permanent.
+    """
+
+    name: ClassVar[str]
+    channel: ClassVar[str]
+    config_schema: ClassVar[type]
+    needs_consent: ClassVar[bool] = True
+    idempotent: ClassVar[bool] = False
+    max_attempts: ClassVar[int] = 5
+    template_dirs: ClassVar[tuple[str, ...]] = ()
+
+    def address(
+        self, customer: Mapping[str, Any], config: Mapping[str, Any], context: Mapping[str, Any]
+    ) -> str | None:
+        """Return where to send for this customer (an e-mail, an E.164 phone, …) or ``None``.
+
+        ``None`` means "no usable address": the engine records it and tries the next channel.
+        Raise :class:`PermanentError` with a reason when an address exists but is unusable.
+        """
+        raise NotImplementedError
+
+    def send(self, message: OutboundMessage, config: Mapping[str, Any]) -> str | None:
+        """Send one message; return the provider's message id when it gives one.
+
+        Raise :class:`RetryableError`, :class:`PermanentError` or :class:`OutcomeUnknown`.
+        Never sleep and never retry inside: the engine schedules retries.
+        """
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------
+# The hooks
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def hub_sources() -> list[Source]:
+    """Return the :class:`Source` objects this plugin provides.
+
+    Called once when the app is built. Two plugins returning the same ``name`` is a start-up
+    error naming both.
+    """
+
+
+@hookspec
+def hub_sinks() -> list[Sink]:
+    """Return the :class:`Sink` objects this plugin provides.
+
+    Called once when the app is built. Two plugins returning the same ``name`` is a start-up
+    error naming both.
+    """
+
+
+@hookspec
+def hub_blueprints() -> list[Any]:
+    """Return Flask blueprints with extra routes (status callbacks, subscription endpoints).
+
+    Blueprints are mounted under ``/plugins/<plugin name>/``. Inside a view,
+    ``hub.current_hub()`` gives the hub's public services (tenants, the delivery log); a
+    plugin never touches the database directly.
+    """
+
+
+@hookspec
+def hub_commands() -> list[Any]:
+    """Return Click commands to add under ``hub <plugin name> …``.
+
+    Commands run inside the app context, like the built-in ones.
+    """
+
+
+@hookspec
+def hub_template_filters() -> dict[str, Any]:
+    """Return ``{name: function}`` Jinja2 filters for message templates.
+
+    Templates run in a sandbox; filters must be pure functions of their arguments.
+    """

