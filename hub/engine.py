@@ -714,7 +714,7 @@ class Engine:
             if existing.status in SENT_STATUSES:
                 return "already sent", True
             if existing.status in ("failed", "skipped"):
-                return existing.status, False
+                return f"{existing.status} ({existing.reason})", False
             if existing.status == "unknown":
                 return "outcome unknown; not resent", True
             if existing.status == "sending" and not (sink and sink.idempotent):
@@ -740,7 +740,7 @@ class Engine:
                 "skipped",
                 "sink not installed or not configured",
             )
-            return "skipped", False
+            return "skipped (sink not installed or not configured)", False
 
         context = self.context(tenant, journey, flow_step, sink)
         if existing is None:
@@ -749,7 +749,7 @@ class Engine:
             )
             if address is None:
                 self._skip_delivery(journey, step_index, sink_name, channel, None, status, reason)
-                return status, False
+                return f"{status} ({reason})", False
             now = self.clock()
             with self.store.begin() as conn:
                 try:
@@ -944,7 +944,7 @@ class Engine:
         self._set_delivery(
             delivery_id, journey, step_index, sink_name, channel, attempts, "failed", reason
         )
-        return "failed", False
+        return f"failed ({reason})", False
 
     def _set_delivery(
         self,

@@ -165,6 +165,18 @@ suppressions = sa.Table(
     sa.UniqueConstraint("tenant", "identity", "channel", name="uq_suppression"),
 )
 
+plugin_data = sa.Table(
+    "plugin_data",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("plugin", sa.String(64), nullable=False),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("key", sa.String(512), nullable=False),
+    sa.Column("value", sa.JSON, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("plugin", "tenant", "key", name="uq_plugin_data"),
+)
+
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 

@@ -50,12 +50,13 @@ def build_message(message: OutboundMessage, config: Mapping[str, Any]) -> EmailM
     email["Content-Language"] = message.locale.replace("_", "-")
     for key, value in message.headers.items():
         email[key] = value
+    # quoted-printable keeps every line under SMTP's 998-octet limit whatever the template does
     if "txt" in parts:
-        email.set_content(parts["txt"])
+        email.set_content(parts["txt"], cte="quoted-printable")
         if "html" in parts:
-            email.add_alternative(parts["html"], subtype="html")
+            email.add_alternative(parts["html"], subtype="html", cte="quoted-printable")
     else:
-        email.set_content(parts["html"], subtype="html")
+        email.set_content(parts["html"], subtype="html", cte="quoted-printable")
     return email
 
 

@@ -14,6 +14,7 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping
+from email.policy import SMTP as SMTP_POLICY
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -74,6 +75,7 @@ class _Pool:
                 conn = smtplib.SMTP(host, port, timeout=timeout)
                 if parts.scheme == "smtp+starttls":
                     conn.starttls(context=ssl.create_default_context())
+            conn.ehlo_or_helo_if_needed()
             if parts.username:
                 conn.login(unquote(parts.username), unquote(parts.password or ""))
         except smtplib.SMTPAuthenticationError as exc:
@@ -156,7 +158,7 @@ class EmailSink(Sink):
                 f"SMTP connection lost before DATA: {exc.__class__.__name__}"
             ) from None
         try:
-            code, reply = conn.data(email.as_bytes())
+            code, reply = conn.data(email.as_bytes(policy=SMTP_POLICY))
         except smtplib.SMTPDataError as exc:
             raise _classify(exc.smtp_code, exc.smtp_error, "DATA") from None
         except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:

@@ -1,0 +1,149 @@
+"""Outbound HTTP for sinks: ``requests`` sessions that cannot be pointed at our own network.
+
+Tenants configure URLs (CRM instances, webhook targets) and browsers hand us push endpoints, so
+every outbound call is a potential SSRF. :func:`safe_session` resolves the host itself, refuses
+if *any* resolved address is loopback, private, link-local, shared (100.64/10), multicast,
+reserved, unspecified or an IPv4-mapped form of those, then connects to the address it checked
+(no second lookup an attacker could rebind). TLS still verifies the certificate against the host
+name. Redirects are never followed: sinks treat a 3xx as a permanent failure. Operators may
+allow CIDRs for development with ``HUB_ALLOW_PRIVATE_NETWORKS``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NewConnectionError
+
+METADATA_HOSTS = {"metadata.google.internal", "metadata"}
+
+
+class BlockedAddress(requests.exceptions.ConnectionError):
+    """The destination resolves to an address outbound calls may not reach."""
+
+
+def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    shared = ipaddress.ip_network("100.64.0.0/10")
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+        or (isinstance(ip, ipaddress.IPv4Address) and ip in shared)
+    )
+
+
+def check_destination(host: str, port: int, allowed: Iterable[str] = ()) -> list[tuple]:
+    """Resolve ``host`` and return the addrinfo list, or raise :class:`BlockedAddress`."""
+    if host.lower().rstrip(".") in METADATA_HOSTS:
+        raise BlockedAddress(f"{host} is a cloud metadata host")
+    networks = [ipaddress.ip_network(c, strict=False) for c in allowed]
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise requests.exceptions.ConnectionError(f"cannot resolve {host}: {exc}") from None
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        if _blocked(ip) and not any(ip in net for net in networks):
+            raise BlockedAddress(
+                f"{host} resolves to {ip}, a non-public address; set "
+                f"HUB_ALLOW_PRIVATE_NETWORKS to allow it (development only)"
+            )
+    return infos
+
+
+def _connect(conn: HTTPConnection, allowed: tuple[str, ...]) -> socket.socket:
+    infos = check_destination(conn._dns_host, conn.port, allowed)  # noqa: SLF001
+    last: OSError | None = None
+    for family, kind, proto, _name, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            if isinstance(conn.timeout, int | float):
+                sock.settimeout(conn.timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+    raise NewConnectionError(conn, f"cannot connect to {conn.host}: {last}")
+
+
+def _pool_classes(allowed: tuple[str, ...]) -> dict[str, type]:
+    class SafeHTTPConnection(HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            return _connect(self, allowed)
+
+    class SafeHTTPSConnection(HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            return _connect(self, allowed)
+
+    class SafeHTTPPool(HTTPConnectionPool):
+        ConnectionCls = SafeHTTPConnection
+
+    class SafeHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = SafeHTTPSConnection
+
+    return {"http": SafeHTTPPool, "https": SafeHTTPSPool}
+
+
+class SafeAdapter(HTTPAdapter):
+    def __init__(self, allowed: tuple[str, ...] = (), **kwargs) -> None:  # noqa: ANN003
+        self.allowed = tuple(allowed)
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _pool_classes(self.allowed)
+
+
+def safe_session(allowed: Iterable[str] = (), user_agent: str | None = None) -> requests.Session:
+    """A ``requests.Session`` for tenant-controlled URLs; pass ``allow_redirects=False`` too.
+
+    ``trust_env`` is off: proxies and CA bundles from the environment must not silently
+    change where a tenant's data goes (tests pass ``verify=`` explicitly).
+    """
+    session = requests.Session()
+    session.trust_env = False
+    session.max_redirects = 0
+    adapter = SafeAdapter(tuple(allowed))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    from hub import __version__
+
+    session.headers["User-Agent"] = user_agent or f"abandonment-hub/{__version__}"
+    return session
+
+
+def blocked_reason(exc: BaseException) -> str | None:
+    """The :class:`BlockedAddress` message inside a ``requests`` error, if that is its cause.
+
+    Sinks use it to turn a refused destination into a permanent failure, not a retry.
+    """
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, BlockedAddress):
+            return str(item)
+        if isinstance(item, BaseException):
+            stack.extend(item.args)
+            stack.extend(x for x in (item.__cause__, item.__context__) if x is not None)
+            reason = getattr(item, "reason", None)
+            if reason is not None:
+                stack.append(reason)
+    return None

@@ -1,0 +1,443 @@
+"""Test kit for the hub and for plugin authors: real local servers, no mocks.
+
+``pip install abandonment-hub[test]`` and the pytest plugin (``hub.testing.pytest_plugin``,
+registered through ``pytest11``) gives every test suite the fixtures ``redis_url``,
+``database``, ``smtp_server``, ``http_stand_in`` and ``hub_factory``. A third-party plugin tests
+itself exactly like the built-ins do: write a tenant file that enables it, post a signed
+callback, run a real worker, look at what arrived.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub import store as store_tables
+from hub.events import load_event
+from hub.hookspecs import InboundRequest, Source, VerificationError
+
+
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 20.0,
+    interval: float = 0.1,
+    message: str = "condition",
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------------------------ SMTP
+
+
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives.
+
+    ``stop()`` and ``start()`` again on the same port simulate an outage.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.messages: list[Any] = []  # email.message.EmailMessage objects
+        self.envelopes: list[tuple[str, list[str]]] = []
+        self.controller = None
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def start(self) -> SmtpServer:
+        from email import message_from_bytes, policy
+
+        from aiosmtpd.controller import Controller
+
+        server = self
+
+        class Handler:
+            async def handle_DATA(self, _server, _session, envelope):  # noqa: ANN001, ANN202, N802
+                server.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+                server.messages.append(
+                    message_from_bytes(envelope.original_content, policy=policy.default)
+                )
+                return "250 Message accepted for delivery"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    def wait_for_messages(self, count: int = 1, timeout: float = 20.0) -> list[Any]:
+        wait_for(
+            lambda: len(self.messages) >= count,
+            timeout,
+            message=f"{count} message(s) at the SMTP server",
+        )
+        return self.messages
+
+
+# ------------------------------------------------------------------------------------ HTTP
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes | str | dict | list = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds to wait before answering (timeouts)
+
+
+class HttpStandIn:
+    """A real HTTP server on 127.0.0.1 standing in for a remote API.
+
+    ``handler(request) -> Reply`` decides each answer, so a stand-in can assert the request
+    exactly as the real API documents it and answer errors (429 + Retry-After, 4xx, 5xx) or
+    hang. Every request is kept in ``requests``. Responses go out in one write with
+    TCP_NODELAY (two writes cost 40 ms each through Nagle + delayed ACK).
+    """
+
+    def __init__(
+        self,
+        handler: Callable[[RecordedRequest], Reply] | None = None,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
+        self.handler = handler or (lambda _r: Reply(200, b"{}"))
+        self.requests: list[RecordedRequest] = []
+        self.tls = tls
+        self.server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> HttpStandIn:
+        import json as _json
+
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                recorded = RecordedRequest(self.command, self.path, dict(self.headers), body)
+                stand_in.requests.append(recorded)
+                try:
+                    reply = stand_in.handler(recorded)
+                except AssertionError as exc:  # a request that breaks the documented API
+                    reply = Reply(599, {"stand_in_assertion": str(exc)})
+                if reply.delay:
+                    time.sleep(reply.delay)
+                payload = reply.body
+                headers = dict(reply.headers)
+                if isinstance(payload, dict | list):
+                    payload = _json.dumps(payload).encode()
+                    headers.setdefault("Content-Type", "application/json")
+                elif isinstance(payload, str):
+                    payload = payload.encode()
+                head = (
+                    f"HTTP/1.1 {reply.status} X\r\n"
+                    + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                    + f"Content-Length: {len(payload)}\r\n\r\n"
+                )
+                try:
+                    self.wfile.write(head.encode() + payload)
+                except OSError:
+                    pass
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def server_bind(self) -> None:
+                super().server_bind()
+                self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        if self.tls:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
+# ------------------------------------------------------------------------------------ the hub
+
+
+class HubHarness:
+    """One hub under test: its own config dir, database, Redis queues and worker process."""
+
+    def __init__(
+        self,
+        root: Path,
+        redis_url: str,
+        database_url: str,
+        database_schema: str | None,
+        tenants: Mapping[str, str],
+        settings: Mapping[str, Any] | None = None,
+        templates: Mapping[str, str] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.config_dir = self.root / "config"
+        (self.config_dir / "tenants").mkdir(parents=True, exist_ok=True)
+        for slug, text in tenants.items():
+            (self.config_dir / "tenants" / f"{slug}.toml").write_text(text)
+        for rel, text in (templates or {}).items():
+            path = self.config_dir / "templates" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        self.config: dict[str, Any] = {
+            "HUB_CONFIG_DIR": str(self.config_dir),
+            "HUB_VAR_DIR": str(self.root / "var"),
+            "DATABASE_URL": database_url,
+            "DATABASE_SCHEMA": database_schema or "",
+            "REDIS_URL": redis_url,
+            "HUB_QUEUE_PREFIX": f"t{secrets.token_hex(4)}-",
+            "HUB_SECRET_KEY": secrets.token_urlsafe(16),
+            "HUB_PUBLIC_URL": "http://hub.test",
+            "HUB_RETRY_BASE": "1",
+            "HUB_RETRY_MAX": "5",
+            "HUB_SWEEP_AFTER": "3",
+        }
+        self.config.update({k: str(v) for k, v in (settings or {}).items()})
+        from hub.app import create_app
+
+        self.app = create_app(self.config)
+        self.hub = self.app.extensions["hub"]
+        self.client = self.app.test_client()
+        self.workers: list[subprocess.Popen] = []
+
+    # -- requests
+    def post(
+        self,
+        tenant: str,
+        source: str,
+        body: bytes | str,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> Any:
+        data = body.encode() if isinstance(body, str) else body
+        return self.client.post(
+            f"/webhooks/{tenant}/{source}",
+            data=data,
+            headers=dict(headers or {}),
+            content_type=content_type,
+        )
+
+    # -- workers
+    def start_worker(self, *extra_args: str) -> subprocess.Popen:
+        """A real ``hub worker`` process (RQ SimpleWorker + scheduler) for this hub."""
+        env = dict(os.environ)
+        env.update({k: str(v) for k, v in self.config.items()})
+        env.setdefault("HUB_LOG_LEVEL", "INFO")
+        log = open(self.root / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub", "worker", "--sweep-interval", "1", *extra_args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.workers.append(proc)
+        return proc
+
+    def run_burst(self, timeout: float = 60) -> str:
+        """Run ``hub worker --burst`` to completion: what is queued now, then exit."""
+        env = dict(os.environ)
+        env.update({k: str(v) for k, v in self.config.items()})
+        done = subprocess.run(
+            [sys.executable, "-m", "hub", "worker", "--burst"],
+            env=env,
+            capture_output=True,
+            timeout=timeout,
+        )
+        return (done.stdout + done.stderr).decode(errors="replace")
+
+    def stop_workers(self, sig: int | None = None) -> None:
+        import signal
+
+        for proc in self.workers:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, sig or signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        self.workers = []
+
+    def worker_logs(self) -> str:
+        return "\n".join(
+            p.read_text(errors="replace") for p in sorted(self.root.glob("worker-*.log"))
+        )
+
+    # -- looking at the database
+    def rows(self, table: str, **where: Any) -> list[Any]:
+        t = getattr(store_tables, table)
+        query = sa.select(t).order_by(t.c.id)
+        for key, value in where.items():
+            query = query.where(t.c[key] == value)
+        with self.hub.store.begin() as conn:
+            return list(conn.execute(query).all())
+
+    def wait_for(
+        self, predicate: Callable[[], Any], timeout: float = 20.0, message: str = "condition"
+    ) -> Any:
+        try:
+            return wait_for(predicate, timeout, message=message)
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}\n--- worker logs ---\n{self.worker_logs()[-4000:]}"
+            ) from None
+
+    def close(self) -> None:
+        self.stop_workers()
+        self.hub.store.dispose()
+
+
+# ------------------------------------------------------------------------------------ contract
+
+
+@dataclass
+class SignedSample:
+    """A callback as the platform would post it, for :func:`check_source_contract`."""
+
+    body: bytes
+    headers: dict[str, str]
+    content_type: str = "application/json"
+
+
+def check_source_contract(
+    source: Source,
+    config: Mapping[str, Any],
+    sample: SignedSample,
+    tamper: Callable[[SignedSample], SignedSample],
+) -> list[dict]:
+    """Table-driven checks every source must pass; returns the parsed, validated events.
+
+    * the signed sample verifies and parses into events that pass the normalized schema;
+    * the tampered sample, the sample without headers, and a non-UTF-8 body fail with
+      :class:`VerificationError` (never another exception type leaking out).
+    """
+    from datetime import UTC, datetime
+
+    from werkzeug.datastructures import Headers
+
+    def request(s: SignedSample) -> InboundRequest:
+        return InboundRequest(
+            tenant="contract",
+            source=source.name,
+            method="POST",
+            body=s.body,
+            headers=Headers(s.headers),
+            query={},
+            content_type=s.content_type,
+            received_at=datetime.now(UTC),
+        )
+
+    source.verify(request(sample), config)
+    events = [
+        load_event({**e, "tenant": "contract", "source": source.name})
+        for e in source.parse(request(sample), config)
+    ]
+    for label, bad in (
+        ("tampered", tamper(sample)),
+        ("unsigned", SignedSample(sample.body, {}, sample.content_type)),
+        ("not utf-8", SignedSample(b"\xff\xfe" + sample.body, sample.headers, sample.content_type)),
+    ):
+        try:
+            source.verify(request(bad), config)
+        except VerificationError:
+            continue
+        raise AssertionError(f"{source.name}: a {label} request was not rejected")
+    return events
+
+
+@contextmanager
+def redis_database(base_url: str) -> Iterator[str]:
+    """Claim an empty Redis database number for one test run; remove its keys afterwards.
+
+    Never ``FLUSHALL``/``FLUSHDB``: other runs may share the server, so only keys in the
+    claimed database are deleted, one SCAN batch at a time.
+    """
+    import redis
+
+    from hub.queues import Queues  # noqa: F401 - documents the queues that live there
+
+    claim_key = "abandonment-hub:test-claim"
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    base = base_url.rstrip("/")
+    root = base.rsplit("/", 1)[0] if base.rsplit("/", 1)[-1].isdigit() else base
+    for db in range(1, 16):
+        url = f"{root}/{db}" if not root.startswith("unix://") else f"{root}?db={db}"
+        conn = redis.Redis.from_url(url)
+        if conn.dbsize() == 0 and conn.set(claim_key, token, nx=True, ex=3 * 3600):
+            break
+    else:
+        raise RuntimeError("no free Redis database number (1-15) for this test run")
+    try:
+        yield url
+    finally:
+        for key in conn.scan_iter(count=500):
+            conn.delete(key)
+        conn.close()
