@@ -50,7 +50,7 @@ def receive(tenant_slug: str, source_name: str) -> Response:
         )
     config = tenant.sources[source_name]
 
-    body = request.get_data(cache=False)  # 413 comes from MAX_CONTENT_LENGTH, chunked too
+    body = read_body(hub.settings.max_body_bytes)
     inbound = InboundRequest(
         tenant=tenant.slug,
         source=source_name,
@@ -137,6 +137,30 @@ def receive(tenant_slug: str, source_name: str) -> Response:
     return jsonify(
         {"stored": outcome.stored, "duplicates": outcome.duplicates, "ignored": outcome.ignored}
     ), 202
+
+
+def read_body(limit: int) -> bytes:
+    """The raw body, at most ``limit`` bytes, else 413 — for chunked bodies too.
+
+    A declared Content-Length over the limit is refused by Flask before we read anything; a
+    chunked body has none, so read one byte past the limit and refuse if it arrives
+    (werkzeug's own limit is not applied to every chunked stream under gunicorn).
+    """
+    from werkzeug.exceptions import RequestEntityTooLarge
+
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLarge()
+    chunks, size = [], 0
+    stream = request.environ["wsgi.input"] if request.content_length is None else request.stream
+    while True:
+        chunk = stream.read(min(65536, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise RequestEntityTooLarge()
+    return b"".join(chunks)
 
 
 def store_event(store, event: dict, raw: str | None, received_at: datetime) -> int | None:  # noqa: ANN001
