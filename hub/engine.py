@@ -795,14 +795,14 @@ class Engine:
             delivery_id, attempts = existing.id, attempt + 1
             address = self._address_again(sink, config, event, context) or address
 
+        locales = locale_candidates((event.get("customer") or {}).get("locale"), tenant.locale)
         try:
-            locale, parts = self.hub.renderer.render(
-                tenant.slug,
-                flow_step.template,
-                channel,
-                locale_candidates((event.get("customer") or {}).get("locale"), tenant.locale),
-                context,
-            )
+            if sink.renders_templates:
+                locale, parts = self.hub.renderer.render(
+                    tenant.slug, flow_step.template, channel, locales, context
+                )
+            else:  # the text lives at the provider (WhatsApp templates): nothing to render
+                locale, parts = locales[0], {}
         except TemplateMissing as exc:
             return self._failed(
                 delivery_id,
@@ -833,6 +833,7 @@ class Engine:
             locale=locale,
             parts=parts,
             context=context,
+            template=flow_step.template,
         )
         try:
             provider_id = sink.send(message, config)

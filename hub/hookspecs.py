@@ -146,8 +146,10 @@ class OutboundMessage:
 
     ``parts`` holds the rendered template files of the sink's channel keyed by their extension
     (``{"subject": …, "html": …, "txt": …}`` for e-mail); sinks that render remotely (WhatsApp
-    templates) use ``context`` instead. ``delivery_id`` is stable across retries of this
-    message: use it as the provider's idempotency key where the provider has one.
+    templates, see :attr:`Sink.renders_templates`) get ``{}`` and use ``context`` instead.
+    ``template`` is the step's template name, which such sinks map to the provider's own
+    template. ``delivery_id`` is stable across retries of this message: use it as the
+    provider's idempotency key where the provider has one.
     """
 
     tenant: str
@@ -160,6 +162,7 @@ class OutboundMessage:
     parts: Mapping[str, str]
     context: Mapping[str, Any]
     headers: Mapping[str, str] = field(default_factory=dict)
+    template: str = ""
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,11 @@ class Sink:
         outcome is unknown may safely be retried.
     ``max_attempts``
         how many times a retryable failure is retried before it counts as permanent.
+    ``renders_templates``
+        False for sinks whose message text lives at the provider (WhatsApp templates approved
+        by Meta): the hub then renders no ``<channel>.<locale>.<ext>`` files, a missing file is
+        no failure, and :attr:`OutboundMessage.parts` is empty; ``locale`` is the customer's
+        locale, else the tenant's.
     """
 
     name: ClassVar[str]
@@ -260,6 +268,7 @@ class Sink:
     needs_consent: ClassVar[bool] = True
     idempotent: ClassVar[bool] = False
     max_attempts: ClassVar[int] = 5
+    renders_templates: ClassVar[bool] = True
     template_dirs: ClassVar[tuple[str, ...]] = ()
 
     def address(
