@@ -1,0 +1,12 @@
+"""HubSpot CRM tasks (or tickets) for the shop's staff, associated with the customer's contact.
+
+Configured as ``[sinks.hubspot]``; see docs/tickets.md.
+"""
+
+from hub import hookimpl
+from plugins.hubspot.sink import HubSpotSink
+
+
+@hookimpl
+def hub_sinks() -> list:
+    return [HubSpotSink()]

@@ -1,0 +1,252 @@
+"""What the three ticket sinks (Zendesk, HubSpot, signed webhook) share.
+
+A ticket goes to the shop's own staff, not to the customer: no consent is needed and a ticket is
+worth creating even when we know neither an e-mail nor a phone. Every call goes through
+:func:`hub.http.safe_session`, because the URL of a CRM instance or a webhook is
+tenant-configured. The answer of the remote API is classified here once, the same way for all
+three, so the engine can decide on retries and fallback:
+
+=============================  ==================================================================
+2xx                            created
+3xx                            permanent: redirects are never followed (they could lead anywhere)
+429, 5xx                       retryable, honouring ``Retry-After`` (seconds or an HTTP date)
+other 4xx                      permanent (401/403 also logged as an error: fix the credentials)
+refused destination            permanent (non-public address, ``HUB_ALLOW_PRIVATE_NETWORKS``)
+no connection / DNS failure    retryable: nothing left this machine
+read timeout, dropped answer   retryable when the provider dedupes on our id, else
+                               :class:`~hub.OutcomeUnknown` (a second ticket is worse than none)
+=============================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from marshmallow import ValidationError, fields, validate
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from hub import OutboundMessage, OutcomeUnknown, PermanentError, RetryableError, Sink
+from hub.http import blocked_reason, safe_session
+
+log = logging.getLogger("hub.tickets")
+
+PRIORITIES = ("low", "normal", "high", "urgent")
+UNKNOWN_PROSPECT = "unknown prospect"
+CONNECT_TIMEOUT = 5.0
+MAX_ANSWER_BYTES = 64 * 1024  # a tenant's URL may answer with anything; we need an id at most
+
+
+def priority_field() -> fields.String:
+    """The ``priority`` key every ticket sink takes, in one vocabulary mapped per provider."""
+    return fields.String(load_default="normal", validate=validate.OneOf(PRIORITIES))
+
+
+def timeout_field() -> fields.Float:
+    """Seconds to wait for the provider's answer (connecting waits at most 5 s)."""
+    return fields.Float(load_default=10.0, validate=validate.Range(min=0.1, max=120))
+
+
+def http_url_field(required: bool = False) -> fields.String:
+    """An ``http(s)://host[:port][/path]`` URL. Where it may point is checked at send time,
+    after DNS resolution (``127.1`` and ``2130706433`` are loopback too), not here."""
+
+    def check(value: str) -> None:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as exc:
+            raise ValidationError(f"not a URL: {exc}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or " " in value:
+            raise ValidationError("expected an http:// or https:// URL with a host name")
+        if parts.username or parts.password:
+            raise ValidationError("put credentials in their own keys, not in the URL")
+
+    if required:
+        return fields.String(required=True, validate=check)
+    return fields.String(load_default=None, validate=check)
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: ``"120"`` or ``"Wed, 21 Oct 2026 07:28:00 GMT"``.
+
+    ``None`` when absent or unreadable (the engine then backs off on its own); a date in the
+    past is 0. The engine clamps whatever comes back, so a hostile header cannot park a
+    delivery for a year.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return seconds if seconds >= 0 else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def ticket_text(message: OutboundMessage) -> tuple[str, str]:
+    """The rendered ``ticket.<locale>.subject`` (one line) and ``ticket.<locale>.txt``."""
+    subject = " ".join((message.parts.get("subject") or "").split())
+    body = (message.parts.get("txt") or "").strip()
+    if not subject or not body:
+        raise PermanentError(
+            f'the "{message.template}" template needs ticket.<locale>.subject and '
+            "ticket.<locale>.txt files"
+        )
+    return subject, body
+
+
+def _failed_before_sending(exc: BaseException) -> bool:
+    """True when the error proves no byte of the request reached the server.
+
+    urllib3 reports refused and timed-out connects as ``NewConnectionError`` /
+    ``ConnectTimeoutError``; ``hub.http`` reports an unresolvable host with the ``gaierror``
+    in the chain. Anything else (a dropped connection after sending) may have been received.
+    """
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or not isinstance(item, BaseException):
+            continue
+        seen.add(id(item))
+        if isinstance(item, NewConnectionError | ConnectTimeoutError | socket.gaierror):
+            return True
+        stack.extend(item.args)
+        stack.extend(x for x in (item.__cause__, item.__context__) if x is not None)
+        stack.append(getattr(item, "reason", None))
+    return False
+
+
+def _read_capped(response: requests.Response) -> bytes:
+    """At most :data:`MAX_ANSWER_BYTES` of the answer; a body lost after the status line
+    arrived reads as empty: the status alone already says what happened."""
+    answer = b""
+    try:
+        for chunk in response.iter_content(8192):
+            answer += chunk
+            if len(answer) >= MAX_ANSWER_BYTES:
+                break
+    except requests.exceptions.RequestException:
+        answer = b""
+    finally:
+        response.close()
+    return answer
+
+
+def _error_summary(body: bytes) -> str:
+    """The provider's own error code and message, without echoing a whole answer."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        text = body.decode("utf-8", "replace")
+    else:
+        if isinstance(data, dict):
+            keys = ("error", "category", "errorType", "message", "description")
+            text = "; ".join(f"{k}: {data[k]}" for k in keys if isinstance(data.get(k), str))
+            text = text or json.dumps(data)
+        else:
+            text = json.dumps(data)
+    return " ".join(text.split())[:200]
+
+
+class HttpTicketSink(Sink):
+    """Base class of the ticket sinks: address, one safe session, one classified POST."""
+
+    channel = "ticket"
+    needs_consent = False
+
+    def __init__(self) -> None:
+        self._session: requests.Session | None = None
+        self._session_allows: tuple[str, ...] | None = None
+
+    def address(
+        self, customer: Mapping[str, Any], config: Mapping[str, Any], context: Mapping[str, Any]
+    ) -> str | None:
+        """Who the ticket is about; never ``None``: staff can act on a ticket without it."""
+        return customer.get("email") or customer.get("phone") or UNKNOWN_PROSPECT
+
+    def session(self) -> requests.Session:
+        """One SSRF-safe session per sink instance, built with the operator's allowed CIDRs."""
+        from hub import current_hub
+
+        allowed = tuple(current_hub().settings.allow_private_networks)
+        if self._session is None or self._session_allows != allowed:
+            self._session = safe_session(allowed)
+            self._session_allows = allowed
+        return self._session
+
+    def post(
+        self,
+        url: str,
+        *,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout: float,
+        what: str,
+    ) -> tuple[int, bytes]:
+        """POST ``body`` and return ``(status, answer)`` for a 2xx; raise a classified error.
+
+        ``what`` names the call in failure reasons ("Zendesk ticket", "HubSpot contact").
+        """
+        try:
+            response = self.session().post(
+                url,
+                data=body,
+                headers={"Content-Type": "application/json", **headers},
+                timeout=(min(CONNECT_TIMEOUT, timeout), timeout),
+                allow_redirects=False,
+                stream=True,
+            )
+        except requests.exceptions.RequestException as exc:
+            raise self._transport_error(exc, what) from None
+        status = response.status_code
+        answer = _read_capped(response)
+        if 200 <= status < 300:
+            return status, answer
+        if 300 <= status < 400:
+            raise PermanentError(
+                f"{what}: HTTP {status} redirect to {response.headers.get('Location', '?')!r} "
+                "not followed (configure the final URL)"
+            )
+        summary = _error_summary(answer)
+        if status == 429 or status >= 500:
+            raise RetryableError(
+                f"{what}: HTTP {status} {summary}".strip(),
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            )
+        if status in (401, 403):
+            log.error("%s sink: %s rejected our credentials (HTTP %s)", self.name, what, status)
+        raise PermanentError(f"{what}: HTTP {status} {summary}".strip())
+
+    def _transport_error(self, exc: requests.exceptions.RequestException, what: str) -> Exception:
+        refused = blocked_reason(exc)
+        if refused:
+            return PermanentError(f"{what}: destination refused: {refused}")
+        if isinstance(exc, requests.exceptions.SSLError):
+            return PermanentError(f"{what}: TLS failure: {exc}")
+        if isinstance(exc, requests.exceptions.ConnectTimeout) or (
+            isinstance(exc, requests.exceptions.ConnectionError) and _failed_before_sending(exc)
+        ):
+            return RetryableError(f"{what}: could not connect ({exc.__class__.__name__})")
+        if isinstance(exc, requests.exceptions.Timeout | requests.exceptions.ConnectionError):
+            reason = f"{what}: no answer after sending ({exc.__class__.__name__})"
+            if self.idempotent:
+                return RetryableError(f"{reason}; the provider dedupes, so it is safe to retry")
+            return OutcomeUnknown(reason)
+        return PermanentError(f"{what}: request not possible: {exc}")
