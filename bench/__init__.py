@@ -1,0 +1,1 @@
+"""Benchmarks: figures are ratios against bare baselines measured in the same run."""

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""The README's commands, needing nothing but Python 3.11+:
+
+    python3 tasks.py run     # set up .venv/, then run the hub on embedded defaults
+    python3 tasks.py test    # set up .venv/, then lint and run the whole test suite (pytest)
+    python3 tasks.py bench   # set up .venv/, then run the benchmarks
+
+Set-up is idempotent: the virtual environment in .venv/ is (re)installed from constraints.txt
+only when pyproject.toml or constraints.txt changed since the last install.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".installed"
+
+
+def setup() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit("abandonment-hub needs Python 3.11 or 3.12")
+    if not (BIN / "python").exists():
+        print("creating .venv/ …", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    inputs = [ROOT / "pyproject.toml", ROOT / "constraints.txt"]
+    if STAMP.exists() and all(STAMP.stat().st_mtime >= p.stat().st_mtime for p in inputs):
+        return
+    print("installing dependencies into .venv/ (pinned by constraints.txt) …", flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
+    subprocess.run(
+        [*pip, "install", "-c", str(ROOT / "constraints.txt"), "-e", ".[test]"],
+        check=True,
+        cwd=ROOT,
+    )
+    STAMP.touch()
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("setup", "run", "test", "bench", "lint"):
+        print(__doc__)
+        return 2
+    command, rest = argv[0], argv[1:]
+    setup()
+    os.chdir(ROOT)
+    if command == "setup":
+        return 0
+    if command == "run":
+        return subprocess.call([str(BIN / "hub"), "run", *rest])
+    if command == "lint":
+        return subprocess.call([str(BIN / "ruff"), "check", "."])
+    if command == "bench":
+        return subprocess.call([str(BIN / "python"), "-m", "bench", *rest])
+    lint = subprocess.call([str(BIN / "ruff"), "check", "."])
+    tests = subprocess.call([str(BIN / "python"), "-m", "pytest", *rest])
+    return tests or lint
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
