@@ -24,7 +24,7 @@ STAMP = VENV / ".installed"
 
 
 def setup() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - run by the system python, not .venv
         sys.exit("abandonment-hub needs Python 3.11 or 3.12")
     if not (BIN / "python").exists():
         print("creating .venv/ …", flush=True)
