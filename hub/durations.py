@@ -17,3 +17,12 @@ def parse_duration(text: str) -> timedelta:
     if not match:
         raise ValueError(f'invalid duration {text!r}: use an integer plus s, m, h or d ("15m")')
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def format_duration(value: timedelta) -> str:
+    """15 minutes → ``"15m"``: the largest unit that divides it, as tenant files write it."""
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

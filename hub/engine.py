@@ -20,10 +20,12 @@ import sqlalchemy as sa
 from itsdangerous import URLSafeSerializer
 
 from hub.conditions import facts_for
+from hub.durations import format_duration
 from hub.events import identity_of, load_event
 from hub.hookspecs import OutboundMessage, OutcomeUnknown, PermanentError, RetryableError
 from hub.logs import mask
 from hub.money import format_money
+from hub.quiet_hours import quiet_until, zone_for
 from hub.store import deliveries, delivery_log, events, journeys, steps, suppressions
 from hub.templates import TemplateMissing, locale_candidates
 from hub.tenants import Flow, Tenant
@@ -205,7 +207,7 @@ class Engine:
             return f"journey {journey_id}: no flow matches"
         conn.execute(sa.update(journeys).where(journeys.c.id == journey_id).values(flow=flow.name))
         for step in flow.steps:
-            due = max(event["occurred_at"] + step.after, now)
+            due = self.due_time(tenant, event, max(event["occurred_at"] + step.after, now))
             step_id = conn.execute(
                 sa.insert(steps)
                 .values(
@@ -510,6 +512,18 @@ class Engine:
         reason, flow_step = self._stop_reason(tenant, journey, step_row, now)
         if reason:
             return self._finish_step(step_id, journey, step_row.step_index, "skipped", reason)
+        # judge the stored due time, not `now`: RQ may start a job up to ~1 s early
+        later = self.quiet_until(tenant, journey.event, max(now, step_row.due_at))
+        if later is not None:
+            with self.store.begin() as conn:
+                conn.execute(
+                    sa.update(steps)
+                    .where(steps.c.id == step_id)
+                    .values(due_at=later, updated_at=now, reason="deferred: quiet hours")
+                )
+            self.hub.queues.schedule_step(step_id, later, attempt)
+            log.info("step id=%s deferred to %s (quiet hours)", step_id, later.isoformat())
+            return f"deferred to {later.isoformat()} (quiet hours)"
         event = journey.event
         outcomes = []
         for sink_name in flow_step.channels:
@@ -523,6 +537,17 @@ class Engine:
         return self._finish_step(
             step_id, journey, step_row.step_index, status, "; ".join(outcomes) or "no channel"
         )
+
+    def due_time(self, tenant: Tenant, event: dict, due: datetime) -> datetime:
+        """``due`` moved out of the quiet hours of the customer's (or the tenant's) zone."""
+        return self.quiet_until(tenant, event, due) or due
+
+    def quiet_until(self, tenant: Tenant, event: dict, when: datetime) -> datetime | None:
+        if not tenant.quiet_hours:
+            return None
+        country = (event.get("customer") or {}).get("country")
+        zone = zone_for(country, tenant.timezone, when)
+        return quiet_until(when, tenant.quiet_hours, zone)
 
     def _stop_reason(
         self, tenant: Tenant | None, journey: Any, step_row: Any, now: datetime
@@ -684,7 +709,7 @@ class Engine:
                     )
                 ).scalar_one()
             if recent >= cap:
-                return None, "skipped", f"frequency cap ({cap} per {per})"
+                return None, "skipped", f"frequency cap ({cap} per {format_duration(per)})"
         return address, None, None
 
     def _deliver(
