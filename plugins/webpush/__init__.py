@@ -1,0 +1,20 @@
+"""Standard Web Push (RFC 8030/8291/8292): browser subscriptions in, encrypted pushes out.
+
+The storefront registers a ``PushSubscription`` at ``/plugins/webpush/<tenant>/subscriptions``;
+the ``webpush`` sink finds it by checkout id, e-mail or customer id and pushes the rendered
+``webpush.<locale>.title`` / ``.body`` templates. See docs/webpush.md.
+"""
+
+from hub import hookimpl
+from plugins.webpush.routes import blueprint
+from plugins.webpush.sink import WebPushSink
+
+
+@hookimpl
+def hub_sinks() -> list:
+    return [WebPushSink()]
+
+
+@hookimpl
+def hub_blueprints() -> list:
+    return [blueprint]

@@ -1,0 +1,32 @@
+/* abandonment-hub service worker: shows the hub's pushes and opens the cart on click.
+ *
+ * Serve this file from the shop's own origin (e.g. https://shop.example/abandonment-hub-sw.js):
+ * a service worker only controls pages of the origin it comes from. If the shop already has a
+ * service worker, add these two listeners to it instead (one origin, one worker per scope).
+ *
+ * The payload is JSON: {"title", "body", "url", "icon", "tag"}. The tag is the abandonment
+ * stage (cart, contact, payment): a newer push with the same tag replaces the notification on
+ * screen instead of stacking a second one.
+ */
+self.addEventListener("push", function (event) {
+  var data = {};
+  try {
+    data = event.data ? event.data.json() : {};
+  } catch (error) {
+    data = { body: event.data.text() };
+  }
+  var options = {
+    body: data.body || "",
+    tag: data.tag || "cart",
+    data: { url: data.url || "/" }
+  };
+  if (data.icon) options.icon = data.icon;
+  event.waitUntil(self.registration.showNotification(data.title || "", options));
+});
+
+self.addEventListener("notificationclick", function (event) {
+  event.notification.close();
+  var url = event.notification.data && event.notification.data.url;
+  if (!url) return;
+  event.waitUntil(self.clients.openWindow(url));
+});
