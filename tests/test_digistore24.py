@@ -372,6 +372,29 @@ def test_refunds_and_chargebacks_are_recorded_not_acted_on(hub_factory, event):
     assert harness.rows("journeys") == []
 
 
+def test_recovery_url_template_is_configurable_and_can_be_switched_off(hub_factory):
+    def with_url(value: str) -> str:
+        return tenant().replace(
+            f'ipn_passphrase = "{PASSPHRASE}"',
+            f'ipn_passphrase = "{PASSPHRASE}"\nrecovery_url = "{value}"',
+        )
+
+    harness = hub_factory(
+        {
+            "acme": with_url("https://shop.acme.example/buy/{orderform_id}?p={product_id}"),
+            "globex": with_url(""),
+            "broken": with_url("https://x.example/{order}"),
+        }
+    )
+    assert_ok(post(harness, contact()))
+    assert_ok(post(harness, contact(), slug="globex"))
+    acme, globex = (r.payload for r in harness.rows("events"))
+    assert acme["recovery_url"] == "https://shop.acme.example/buy/4711?p=122343"
+    assert globex["recovery_url"] is None and globex["cart"]["items"][0]["url"] is None
+    issues = [str(i) for i in harness.hub.config_issues]
+    assert any("broken.toml: sources.digistore24.recovery_url" in i for i in issues), issues
+
+
 def test_tenant_without_passphrase_is_a_config_error(hub_factory):
     harness = hub_factory({"acme": tenant(passphrase="")})
     issues = [str(i) for i in harness.hub.config_issues]

@@ -74,7 +74,7 @@ class Digistore24Config(Schema):
 
     @validates("recovery_url")
     def _recovery_template(self, value: str | None, **_: Any) -> None:
-        if value is None:
+        if not value:  # "" (TOML has no null): send no link
             return
         if not value.startswith(("https://", "http://")):
             raise ValidationError("must be an http(s) URL")
