@@ -145,6 +145,7 @@ class HubSpotSink(HttpTicketSink):
                 headers=headers,
                 timeout=config["timeout"],
                 what="HubSpot contact upsert",
+                repeatable=True,  # an upsert by e-mail: sending it twice changes nothing
             )
             contact_id = _first_result_id(answer)
         if config["create"] == "ticket":

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ log = logging.getLogger("hub.tickets")
 PRIORITIES = ("low", "normal", "high", "urgent")
 UNKNOWN_PROSPECT = "unknown prospect"
 CONNECT_TIMEOUT = 5.0
+LINE_BREAKS = re.compile(r"[ \t]*[\r\n]+[ \t]*")
+EMAIL_IN_TEXT = re.compile(r"([\w.+-])[\w.+-]*@")
 MAX_ANSWER_BYTES = 64 * 1024  # a tenant's URL may answer with anything; we need an id at most
 
 
@@ -101,7 +104,8 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
 
 def ticket_text(message: OutboundMessage) -> tuple[str, str]:
     """The rendered ``ticket.<locale>.subject`` (one line) and ``ticket.<locale>.txt``."""
-    subject = " ".join((message.parts.get("subject") or "").split())
+    # collapse line breaks only: str.split() would also eat the no-break space in "250,00 €"
+    subject = LINE_BREAKS.sub(" ", message.parts.get("subject") or "").strip()
     body = (message.parts.get("txt") or "").strip()
     if not subject or not body:
         raise PermanentError(
@@ -162,7 +166,8 @@ def _error_summary(body: bytes) -> str:
             text = text or json.dumps(data)
         else:
             text = json.dumps(data)
-    return " ".join(text.split())[:200]
+    # error messages echo what we sent ("Email jane@… is invalid"): keep PII out of the log
+    return EMAIL_IN_TEXT.sub(r"\1***@", " ".join(text.split()))[:200]
 
 
 class HttpTicketSink(Sink):
@@ -199,10 +204,13 @@ class HttpTicketSink(Sink):
         headers: Mapping[str, str],
         timeout: float,
         what: str,
+        repeatable: bool | None = None,
     ) -> tuple[int, bytes]:
         """POST ``body`` and return ``(status, answer)`` for a 2xx; raise a classified error.
 
         ``what`` names the call in failure reasons ("Zendesk ticket", "HubSpot contact").
+        ``repeatable`` says whether sending this request twice does no harm (an upsert);
+        it defaults to the sink's ``idempotent``.
         """
         try:
             response = self.session().post(
@@ -213,8 +221,15 @@ class HttpTicketSink(Sink):
                 allow_redirects=False,
                 stream=True,
             )
+        except requests.exceptions.TooManyRedirects as exc:
+            # safe_session sets max_redirects = 0, so requests raises on a 3xx even with
+            # allow_redirects=False; the redirect was not followed, classify the 3xx itself
+            if exc.response is None:
+                raise PermanentError(f"{what}: redirect not followed") from None
+            response = exc.response
         except requests.exceptions.RequestException as exc:
-            raise self._transport_error(exc, what) from None
+            repeat_ok = self.idempotent if repeatable is None else repeatable
+            raise _transport_error(exc, what, repeat_ok) from None
         status = response.status_code
         answer = _read_capped(response)
         if 200 <= status < 300:
@@ -234,19 +249,23 @@ class HttpTicketSink(Sink):
             log.error("%s sink: %s rejected our credentials (HTTP %s)", self.name, what, status)
         raise PermanentError(f"{what}: HTTP {status} {summary}".strip())
 
-    def _transport_error(self, exc: requests.exceptions.RequestException, what: str) -> Exception:
-        refused = blocked_reason(exc)
-        if refused:
-            return PermanentError(f"{what}: destination refused: {refused}")
-        if isinstance(exc, requests.exceptions.SSLError):
-            return PermanentError(f"{what}: TLS failure: {exc}")
-        if isinstance(exc, requests.exceptions.ConnectTimeout) or (
-            isinstance(exc, requests.exceptions.ConnectionError) and _failed_before_sending(exc)
-        ):
-            return RetryableError(f"{what}: could not connect ({exc.__class__.__name__})")
-        if isinstance(exc, requests.exceptions.Timeout | requests.exceptions.ConnectionError):
-            reason = f"{what}: no answer after sending ({exc.__class__.__name__})"
-            if self.idempotent:
-                return RetryableError(f"{reason}; the provider dedupes, so it is safe to retry")
-            return OutcomeUnknown(reason)
-        return PermanentError(f"{what}: request not possible: {exc}")
+
+def _transport_error(
+    exc: requests.exceptions.RequestException, what: str, repeatable: bool
+) -> Exception:
+    """Retryable when nothing was sent or repeating is harmless; unknown otherwise."""
+    refused = blocked_reason(exc)
+    if refused:
+        return PermanentError(f"{what}: destination refused: {refused}")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return PermanentError(f"{what}: TLS failure: {exc}")
+    if isinstance(exc, requests.exceptions.ConnectTimeout) or (
+        isinstance(exc, requests.exceptions.ConnectionError) and _failed_before_sending(exc)
+    ):
+        return RetryableError(f"{what}: could not connect ({exc.__class__.__name__})")
+    if isinstance(exc, requests.exceptions.Timeout | requests.exceptions.ConnectionError):
+        reason = f"{what}: no answer after sending ({exc.__class__.__name__})"
+        if repeatable:
+            return RetryableError(f"{reason}; repeating it is safe")
+        return OutcomeUnknown(reason)
+    return PermanentError(f"{what}: request not possible: {exc}")
