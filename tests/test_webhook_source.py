@@ -271,6 +271,12 @@ def test_missing_required_field_is_named(hub_factory):
     assert (answer.status_code, answer.get_json()["field"]) == (400, "checkout_id")
 
 
+def test_overlong_webhook_id_is_400_naming_the_header(hub_factory):
+    harness = hub_factory({"acme": tenant()})
+    answer = post(harness, abandoned(), msg_id="m" * 241)
+    assert (answer.status_code, answer.get_json()["field"]) == (400, "webhook-id")
+
+
 def test_batch_stores_each_event_under_id_and_index(hub_factory):
     harness = hub_factory({"acme": tenant()})
     answer = post(harness, [abandoned("a"), abandoned("b")], msg_id="msg_batch")
