@@ -318,11 +318,18 @@ class Engine:
         if event.get("recovered_from"):
             checkout_ids.append(event["recovered_from"])
         match = [journeys.c.checkout_id.in_(checkout_ids)]
-        since = event["occurred_at"] - tenant.attribution_window
+        # a purchase stops the person's journeys abandoned before it, within the window; an
+        # older purchase says nothing about a newer abandonment
+        occurred = event["occurred_at"]
+        since = occurred - tenant.attribution_window
         if email:
-            match.append(sa.and_(journeys.c.email == email, journeys.c.abandoned_at >= since))
+            match.append(
+                sa.and_(journeys.c.email == email, journeys.c.abandoned_at.between(since, occurred))
+            )
         if phone:
-            match.append(sa.and_(journeys.c.phone == phone, journeys.c.abandoned_at >= since))
+            match.append(
+                sa.and_(journeys.c.phone == phone, journeys.c.abandoned_at.between(since, occurred))
+            )
         rows = conn.execute(
             self.store.lock(
                 conn, sa.select(journeys).where(journeys.c.tenant == tenant.slug, sa.or_(*match))

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2 import ChainableUndefined, FileSystemLoader
 from jinja2.sandbox import SandboxedEnvironment
 
 DEFAULT_DIR = Path(__file__).parent / "default_templates"
@@ -52,7 +52,7 @@ class Renderer:
             env = SandboxedEnvironment(
                 loader=FileSystemLoader(str(directory)),
                 autoescape=lambda name: bool(name) and name.endswith((".html", ".htm")),
-                undefined=StrictUndefined,
+                undefined=ChainableUndefined,  # an optional field left out renders empty
                 keep_trailing_newline=True,
             )
             env.filters.update(self.filters)
