@@ -1,0 +1,95 @@
+"""Flows on real RQ scheduling: precision, worker restarts, Redis losing scheduled jobs, and one
+person abandoning on two platforms."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import redis
+from samples import stripe_event, stripe_headers, stripe_session, tenant_toml
+
+from plugins.digistore24.ipn import signed_body
+from plugins.digistore24.source import demo_fields
+
+
+def test_a_scheduled_step_fires_within_two_seconds_of_its_due_time(hub_factory, smtp_server):
+    harness = hub_factory({"acme": tenant_toml(smtp_url=smtp_server.url, after="3s")})
+    harness.start_worker()
+    body = stripe_event()
+    harness.post("acme", "stripe", body, stripe_headers(body))
+    smtp_server.wait_for_messages(1)
+    [step] = harness.rows("steps")
+    [delivery] = harness.rows("deliveries")
+    late = (delivery.sent_at - step.due_at).total_seconds()
+    assert -1.5 <= late <= 2.0, f"sent {late:+.2f}s from its due time"
+
+
+def test_a_worker_killed_mid_schedule_loses_no_step(hub_factory, smtp_server):
+    harness = hub_factory({"acme": tenant_toml(smtp_url=smtp_server.url, after="4s")})
+    worker = harness.start_worker()
+    body = stripe_event()
+    harness.post("acme", "stripe", body, stripe_headers(body))
+    harness.wait_for(lambda: harness.rows("steps"), message="step scheduled")
+    os.killpg(worker.pid, signal.SIGKILL)  # worker, scheduler: the whole process group
+    worker.wait()
+    harness.workers.clear()
+    time.sleep(1)
+    harness.start_worker()  # a new worker picks the scheduled job up from Redis
+    smtp_server.wait_for_messages(1, timeout=30)
+    time.sleep(2)
+    assert len(smtp_server.messages) == 1
+
+
+def test_when_redis_loses_the_scheduled_jobs_the_sweep_rebuilds_them(hub_factory, smtp_server):
+    harness = hub_factory({"acme": tenant_toml(smtp_url=smtp_server.url, after="2s")})
+    worker = harness.start_worker()
+    body = stripe_event()
+    harness.post("acme", "stripe", body, stripe_headers(body))
+    harness.wait_for(lambda: harness.rows("steps"), message="step scheduled")
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    harness.workers.clear()
+    # Redis without persistence restarted: every key of this hub's queues is gone
+    conn = redis.Redis.from_url(harness.config["REDIS_URL"])
+    prefix = harness.config["HUB_QUEUE_PREFIX"]
+    lost = [k for k in conn.scan_iter(count=500) if prefix.encode() in k]
+    assert lost, "the scheduled step should have been in Redis"
+    conn.delete(*lost)
+    assert harness.rows("steps")[0].status == "scheduled"  # the database still knows
+    harness.start_worker()  # its sweep (HUB_SWEEP_AFTER=3s) re-queues the overdue step
+    smtp_server.wait_for_messages(1, timeout=30)
+    assert harness.rows("deliveries")[0].status == "sent"
+
+
+def test_one_person_abandoning_on_two_platforms_gets_one_message(hub_factory, smtp_server):
+    extra = """
+[sources.digistore24]
+ipn_passphrase = "ds24-secret"
+"""
+    harness = hub_factory(
+        {
+            "acme": tenant_toml(
+                smtp_url=smtp_server.url, after="1s", consent="not_opted_out", extra=extra
+            )
+        }
+    )
+    harness.start_worker()
+    session = stripe_session()
+    session["customer_details"]["email"] = "Jane.Doe@Example.com"
+    body = stripe_event(session=session)
+    assert harness.post("acme", "stripe", body, stripe_headers(body)).status_code == 202
+    smtp_server.wait_for_messages(1)
+    ipn = signed_body(
+        demo_fields(email="jane.doe@example.com", address_country="US"), "ds24-secret"
+    )
+    answer = harness.post(
+        "acme", "digistore24", ipn, content_type="application/x-www-form-urlencoded"
+    )
+    assert answer.status_code == 200 and answer.get_data() == b"OK"
+    harness.wait_for(lambda: len(harness.rows("deliveries")) == 2, message="second journey's step")
+    first, second = harness.rows("deliveries")
+    assert first.status == "sent"
+    assert second.status == "skipped" and second.reason.startswith("frequency cap")
+    assert len(smtp_server.messages) == 1
