@@ -1,0 +1,173 @@
+"""Graph API answers and transport failures → the hub's retry / fallback / unknown outcomes.
+
+Meta says to build on the error ``code``, not on the HTTP status or message titles
+(platforms.md §4, codes from Meta's error-code page as mirrored by pywa). A code not listed
+here falls back to Meta's ``is_transient`` flag and the HTTP status: 429 and 5xx retry, other
+4xx are permanent.
+"""
+
+from __future__ import annotations
+
+import logging
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from urllib3.exceptions import NewConnectionError
+
+from hub import OutcomeUnknown, PermanentError, RetryableError
+from hub.http import blocked_reason
+
+log = logging.getLogger("hub.whatsapp")
+
+# throttling and transient trouble at Meta: the same request may succeed later
+RETRYABLE_CODES = frozenset(
+    {
+        1,  # API unknown
+        2,  # API service
+        4,  # app reached its API call limit
+        80007,  # WABA rate limit
+        130429,  # Cloud API throughput reached
+        131000,  # something went wrong
+        131016,  # service unavailable
+        131056,  # too many messages to the same number (pair rate limit)
+        131057,  # account in maintenance
+    }
+)
+# the operator must act (token, permissions, policy, payment, quality): permanent + alert
+ALERT_CODES = frozenset(
+    {0, 3, 10, 190, 368, 130497, 131031, 131042, 131048, 131063, 132015, 132016}
+    | set(range(200, 300))
+)
+# final for this message whatever the HTTP status: the engine falls back to the next channel
+PERMANENT_CODES = frozenset(
+    {
+        100,  # invalid parameter (Graph API)
+        130472,  # user is in a Meta experiment group
+        131008,  # required parameter missing
+        131009,  # parameter value invalid
+        131026,  # undeliverable: not on WhatsApp, old app, terms not accepted
+        131047,  # re-engagement: more than 24 h since the customer's last message
+        131049,  # per-user marketing cap ("healthy ecosystem"): not within 24 h
+        131050,  # the customer stopped marketing messages from this business
+        131051,  # unsupported message type
+        132000,  # parameter count differs from the template's
+        132001,  # no such template (name or language)
+        132005,  # translated text too long
+        132007,  # content policy
+        132012,  # parameter format mismatch
+    }
+)
+
+
+def classify_response(response: requests.Response) -> str:
+    """Return the message id (wamid) of a success; raise the hub's error for anything else."""
+    status = response.status_code
+    if 300 <= status < 400:
+        raise PermanentError(f"HTTP {status} redirect from the Graph API (never followed)")
+    try:
+        payload: Any = response.json()
+    except ValueError:
+        payload = None
+    if 200 <= status < 300:
+        try:
+            wamid = payload["messages"][0]["id"]
+        except (TypeError, KeyError, IndexError):
+            wamid = None
+        if not isinstance(wamid, str) or not wamid:
+            # Meta answered but we cannot tell what it did: resending could duplicate
+            raise OutcomeUnknown(f"HTTP {status} without a message id")
+        return wamid
+
+    error = payload.get("error") if isinstance(payload, dict) else None
+    error = error if isinstance(error, dict) else {}
+    code = error.get("code")
+    code = code if isinstance(code, int) and not isinstance(code, bool) else None
+    details = (error.get("error_data") or {}).get("details") if error else None
+    text = str(error.get("message") or response.reason or "no error message")
+    reason = f"Graph API error {code if code is not None else '-'}: {text}"
+    if details:
+        reason += f" ({details})"
+    reason = f"{reason[:400]} [HTTP {status}]"
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+
+    if code in RETRYABLE_CODES:
+        raise RetryableError(reason, retry_after)
+    if code in ALERT_CODES:
+        log.error("whatsapp: the operator must act on the tenant's account: %s", reason)
+        raise PermanentError(reason)
+    if code in PERMANENT_CODES:
+        raise PermanentError(reason)
+    if error.get("is_transient") is True or status == 429 or status >= 500:
+        raise RetryableError(reason, retry_after)
+    raise PermanentError(reason)
+
+
+def classify_transport(exc: requests.RequestException) -> Exception:
+    """A request that got no HTTP answer: did it leave? Only then is the outcome unknown."""
+    blocked = blocked_reason(exc)
+    if blocked:
+        return PermanentError(f"destination refused: {blocked}")
+    if isinstance(exc, requests.exceptions.TooManyRedirects):
+        # hub.http's sessions allow no redirect at all: a 3xx surfaces as this error
+        status = exc.response.status_code if exc.response is not None else "3xx"
+        return PermanentError(f"HTTP {status} redirect from the Graph API (never followed)")
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return RetryableError(f"Graph API connect timeout: {exc.__class__.__name__}")
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        # the request was sent; Meta has no idempotency key for messages
+        return OutcomeUnknown("Graph API read timeout: the message may have been sent")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return RetryableError("TLS handshake with the Graph API failed")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        if _never_connected(exc):
+            return RetryableError("Graph API unreachable (no connection)")
+        return OutcomeUnknown("connection to the Graph API lost mid-request")
+    return PermanentError(f"request to the Graph API impossible: {exc.__class__.__name__}")
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """True when the failure happened while connecting (refused, timed out, DNS).
+
+    ``hub.http`` reports those as urllib3's ``NewConnectionError`` or, for a failed lookup, a
+    ``requests`` ConnectionError raised inside the connect step (nested in the outer one).
+    """
+    stack: list[object] = [exc]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or not isinstance(item, BaseException):
+            continue
+        seen.add(id(item))
+        if isinstance(item, NewConnectionError):
+            return True
+        if (
+            item is not exc
+            and isinstance(item, requests.exceptions.ConnectionError)
+            and not (item.args and isinstance(item.args[0], BaseException))
+        ):
+            return True  # raised by the resolver check itself, with a plain message
+        stack.extend(item.args)
+        stack.extend(x for x in (item.__cause__, item.__context__) if x is not None)
+        reason = getattr(item, "reason", None)
+        if reason is not None:
+            stack.append(reason)
+    return False
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds (``"30"``) or an HTTP date; the engine clamps it."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        from datetime import UTC, datetime
+
+        when = parsedate_to_datetime(value)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+    except (TypeError, ValueError, IndexError):
+        return None
