@@ -566,6 +566,10 @@ VALID = {"subscription": good_subscription(), "checkout_id": CHECKOUT}
             "subscription.endpoint",
         ),
         (with_value(VALID, "subscription.endpoint", "not a url"), "subscription.endpoint"),
+        (
+            with_value(VALID, "subscription.endpoint", "https://push.example:99x/x"),
+            "subscription.endpoint",
+        ),
         (without(VALID, "subscription.keys.auth"), "subscription.keys.auth"),
         (with_value(VALID, "subscription.keys.auth", b64url(b"x" * 15)), "subscription.keys.auth"),
         (
@@ -581,6 +585,7 @@ VALID = {"subscription": good_subscription(), "checkout_id": CHECKOUT}
     ids=[
         "http-endpoint",
         "not-a-url",
+        "bad-port",
         "no-auth",
         "short-auth",
         "p256dh-off-curve",

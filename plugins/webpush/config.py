@@ -87,6 +87,20 @@ def application_server_key(vapid: Vapid) -> str:
     )
 
 
+def origin_of(url: str) -> str:
+    """``https://Push.example:443/x/y`` → ``https://push.example``: scheme://host[:port].
+
+    It is the VAPID ``aud`` of a push endpoint and what browsers send as ``Origin``.
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
 def normalize_origin(value: str) -> str | None:
     """``https://Shop.example/`` → ``https://shop.example``; ``None`` if it is not an origin."""
     parts = urlsplit(value.strip())
@@ -94,12 +108,10 @@ def normalize_origin(value: str) -> str | None:
         return None
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         return None
-    default = {"http": 80, "https": 443}[parts.scheme]
-    port = f":{parts.port}" if parts.port and parts.port != default else ""
-    host = parts.hostname.lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}{port}"
+    try:
+        return origin_of(value.strip())
+    except ValueError:  # a port that is not a number
+        return None
 
 
 class WebPushConfig(Schema):

@@ -21,14 +21,13 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from pywebpush import WebPusher, WebPushException
 
 from hub import OutboundMessage, PermanentError, RetryableError, Sink, current_hub
 from hub.http import blocked_reason, safe_session
-from plugins.webpush.config import WebPushConfig, load_vapid_key
+from plugins.webpush.config import WebPushConfig, load_vapid_key, origin_of
 from plugins.webpush.subscriptions import PLUGIN, SubscriptionBook
 
 log = logging.getLogger("hub.webpush")
@@ -36,17 +35,6 @@ log = logging.getLogger("hub.webpush")
 VAPID_LIFETIME = 12 * 3600  # RFC 8292 allows 24 h; half of it leaves room for clock skew
 MAX_PLAINTEXT = 3993  # 4096-byte body − 86-byte header − 17 bytes of padding delimiter and tag
 CONNECT_TIMEOUT = 5.0
-
-
-def audience(endpoint: str) -> str:
-    """The VAPID ``aud``: the endpoint's origin (scheme://host[:port]), never its path."""
-    parts = urlsplit(endpoint)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    default = {"http": 80, "https": 443}.get(parts.scheme)
-    port = f":{parts.port}" if parts.port and parts.port != default else ""
-    return f"{parts.scheme}://{host}{port}"
 
 
 def topic_for(delivery_id: int) -> str:
@@ -148,7 +136,7 @@ class WebPushSink(Sink):
         vapid = load_vapid_key(config["vapid_private_key"])
         claims = {
             "sub": config["vapid_subject"],
-            "aud": audience(subscription["endpoint"]),
+            "aud": origin_of(subscription["endpoint"]),
             "exp": int(time.time()) + VAPID_LIFETIME,
         }
         headers = {

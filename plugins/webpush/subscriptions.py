@@ -79,6 +79,10 @@ class PushSubscriptionSchema(Schema):
     @validates("endpoint")
     def _endpoint(self, value: str, **_: object) -> None:
         parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            raise ValidationError("the endpoint's port is not a number") from None
         if parts.scheme != "https" or not parts.hostname:
             raise ValidationError("push endpoints are https URLs")
         if parts.username or parts.password:
