@@ -718,9 +718,14 @@ def test_default_templates_render_in_english_and_german(routes):
     assert "Red Shoes und 1 weitere" in seen[("reminder", "de")]["body"]
 
 
-def test_docs_carry_the_shipped_scripts_verbatim():
-    """docs/webpush.md shows the same snippet and service worker the blueprint serves."""
+def test_docs_carry_the_scripts_the_blueprint_serves(routes):
+    """docs/webpush.md shows the same snippet and service worker the hub serves."""
     docs = (ROOT / "docs" / "webpush.md").read_text()
     static = ROOT / "plugins" / "webpush" / "static"
     for name in ("abandonment-hub-push.js", "abandonment-hub-sw.js"):
-        assert (static / name).read_text().strip() in docs, name
+        text = (static / name).read_text()
+        assert text.strip() in docs, name
+        served = routes.client.get(f"/plugins/webpush/static/{name}")
+        assert served.status_code == 200
+        assert served.mimetype in ("text/javascript", "application/javascript")
+        assert served.get_data(as_text=True) == text
