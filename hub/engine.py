@@ -23,7 +23,7 @@ from hub.conditions import facts_for
 from hub.durations import format_duration
 from hub.events import identity_of, load_event
 from hub.hookspecs import OutboundMessage, OutcomeUnknown, PermanentError, RetryableError
-from hub.logs import mask
+from hub.logs import mask, mask_ids
 from hub.money import format_money
 from hub.quiet_hours import quiet_until, zone_for
 from hub.store import deliveries, delivery_log, events, journeys, steps, suppressions
@@ -94,7 +94,13 @@ class Engine:
             conn.execute(
                 sa.update(events).where(events.c.id == event_id).values(status=status, note=note)
             )
-        log.info("event id=%s tenant=%s kind=%s outcome=%s", event_id, row.tenant, row.kind, note)
+        log.info(
+            "event id=%s tenant=%s kind=%s outcome=%s",
+            event_id,
+            row.tenant,
+            row.kind,
+            mask_ids(note),
+        )
         self._apply(effects)
         return note
 

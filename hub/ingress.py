@@ -20,7 +20,7 @@ from werkzeug.datastructures import Headers
 from hub import current_hub
 from hub.events import first_error_field, identity_of, load_event
 from hub.hookspecs import InboundRequest, IngestOutcome, PayloadError, VerificationError
-from hub.logs import mask
+from hub.logs import mask, mask_ids
 from hub.store import events
 
 log = logging.getLogger("hub.ingress")
@@ -109,7 +109,7 @@ def receive(tenant_slug: str, source_name: str) -> Response:
                     source_name,
                     event["event_key"],
                     event["kind"],
-                    event["checkout_id"],
+                    mask_ids(event["checkout_id"]),
                     mask(event["customer"].get("email")),
                     event_id,
                 )
