@@ -116,7 +116,6 @@ def safe_session(allowed: Iterable[str] = (), user_agent: str | None = None) -> 
     """
     session = requests.Session()
     session.trust_env = False
-    session.max_redirects = 0
     adapter = SafeAdapter(tuple(allowed))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
