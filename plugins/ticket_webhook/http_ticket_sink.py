@@ -221,12 +221,6 @@ class HttpTicketSink(Sink):
                 allow_redirects=False,
                 stream=True,
             )
-        except requests.exceptions.TooManyRedirects as exc:
-            # safe_session sets max_redirects = 0, so requests raises on a 3xx even with
-            # allow_redirects=False; the redirect was not followed, classify the 3xx itself
-            if exc.response is None:
-                raise PermanentError(f"{what}: redirect not followed") from None
-            response = exc.response
         except requests.exceptions.RequestException as exc:
             repeat_ok = self.idempotent if repeatable is None else repeatable
             raise _transport_error(exc, what, repeat_ok) from None
