@@ -368,12 +368,14 @@ def check_source_contract(
     config: Mapping[str, Any],
     sample: SignedSample,
     tamper: Callable[[SignedSample], SignedSample],
+    unsigned: SignedSample | None = None,
 ) -> list[dict]:
     """Table-driven checks every source must pass; returns the parsed, validated events.
 
     * the signed sample verifies and parses into events that pass the normalized schema;
-    * the tampered sample, the sample without headers, and a non-UTF-8 body fail with
-      :class:`VerificationError` (never another exception type leaking out).
+    * the tampered sample, the unsigned one (by default: the sample without headers; pass
+      ``unsigned`` where the signature travels in the body, as Digistore24's does), and a
+      non-UTF-8 body fail with :class:`VerificationError` (never another exception leaking out).
     """
     from datetime import UTC, datetime
 
@@ -398,7 +400,7 @@ def check_source_contract(
     ]
     for label, bad in (
         ("tampered", tamper(sample)),
-        ("unsigned", SignedSample(sample.body, {}, sample.content_type)),
+        ("unsigned", unsigned or SignedSample(sample.body, {}, sample.content_type)),
         ("not utf-8", SignedSample(b"\xff\xfe" + sample.body, sample.headers, sample.content_type)),
     ):
         try:
