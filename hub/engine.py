@@ -186,21 +186,8 @@ class Engine:
             abandoned_at=event["occurred_at"],
             source=event["source"],
         )
-        if journey is None:
-            journey_id = conn.execute(
-                sa.insert(journeys)
-                .values(
-                    tenant=tenant.slug,
-                    checkout_id=event["checkout_id"],
-                    created_at=now,
-                    recovered=False,
-                    **values,
-                )
-                .returning(journeys.c.id)
-            ).scalar_one()
-        else:  # a pending (inferred) journey becomes abandoned
-            journey_id = journey.id
-            conn.execute(sa.update(journeys).where(journeys.c.id == journey_id).values(**values))
+        # a pending (inferred) journey becomes abandoned in place
+        journey_id = self._save_journey(conn, tenant, event, journey, values, now)
         if converted_by:
             return f"journey {journey_id} not started: {values['closed_reason']}"
 
@@ -230,6 +217,31 @@ class Engine:
         return (
             f"journey {journey_id} started with flow {flow.name!r} ({len(flow.steps)} steps{extra})"
         )
+
+    def _save_journey(
+        self,
+        conn: sa.Connection,
+        tenant: Tenant,
+        event: dict,
+        journey: Any,
+        values: dict,
+        now: datetime,
+    ) -> int:
+        """Insert the checkout's journey, or update the existing row; returns its id."""
+        if journey is not None:
+            conn.execute(sa.update(journeys).where(journeys.c.id == journey.id).values(**values))
+            return journey.id
+        return conn.execute(
+            sa.insert(journeys)
+            .values(
+                tenant=tenant.slug,
+                checkout_id=event["checkout_id"],
+                created_at=now,
+                recovered=False,
+                **values,
+            )
+            .returning(journeys.c.id)
+        ).scalar_one()
 
     def _supersede_others(
         self,
@@ -450,21 +462,7 @@ class Engine:
             last_update_at=update_at,
             source=event["source"],
         )
-        if journey is None:
-            journey_id = conn.execute(
-                sa.insert(journeys)
-                .values(
-                    tenant=tenant.slug,
-                    checkout_id=event["checkout_id"],
-                    created_at=now,
-                    recovered=False,
-                    **values,
-                )
-                .returning(journeys.c.id)
-            ).scalar_one()
-        else:
-            journey_id = journey.id
-            conn.execute(sa.update(journeys).where(journeys.c.id == journey_id).values(**values))
+        journey_id = self._save_journey(conn, tenant, event, journey, values, now)
         effects.checks.append((journey_id, update_at, max(update_at + window, now)))
         return f"pending journey {journey_id}: abandoned unless converted by {update_at + window}"
 
