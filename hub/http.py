@@ -146,3 +146,25 @@ def blocked_reason(exc: BaseException) -> str | None:
             if reason is not None:
                 stack.append(reason)
     return None
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` (``"120"`` or an HTTP date) as seconds from now; ``None`` if absent or
+    unreadable. Sinks pass it to :class:`hub.RetryableError`; the engine clamps it."""
+    import time
+    from email.utils import parsedate_to_datetime
+
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT
+        from datetime import UTC
+
+        when = when.replace(tzinfo=UTC)
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)

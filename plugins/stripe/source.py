@@ -16,11 +16,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import phonenumbers
 from marshmallow import Schema, fields, validate
 
 from hub import DemoRequest, InboundRequest, PayloadError, Source, VerificationError
 from hub.money import minor_digits
+from hub.phones import to_e164
 
 # Stripe's own minor-unit conventions (docs.stripe.com/currencies); ISO digits come from Babel
 STRIPE_ZERO_DECIMAL = frozenset(
@@ -108,18 +108,6 @@ def _ts(value: Any, field: str) -> datetime | None:
     return datetime.fromtimestamp(value, UTC)
 
 
-def _phone(raw: str | None, country: str | None) -> str | None:
-    if not raw:
-        return None
-    try:
-        number = phonenumbers.parse(raw, country)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
 def _customer(session: Mapping[str, Any]) -> dict:
     details = session.get("customer_details") or {}
     address = details.get("address") or {}
@@ -131,7 +119,7 @@ def _customer(session: Mapping[str, Any]) -> dict:
     locale = session.get("locale")
     return {
         "email": details.get("email") or session.get("customer_email"),
-        "phone": _phone(details.get("phone"), country),
+        "phone": to_e164(details.get("phone"), country),
         "first_name": first or None,
         "last_name": last or None,
         "locale": None if locale in (None, "", "auto") else locale,
