@@ -100,26 +100,24 @@ def _text(value: Any) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
-def _email(value: Any) -> str | None:
+def _valid(value: Any, validator: validate.Validator) -> str | None:
+    """``value`` as text when the core's schema would accept it, else ``None`` (dropped)."""
     text = _text(value)
     if text is None:
         return None
     try:
-        _is_email(text)
+        validator(text)
     except ValidationError:
         return None
     return text
+
+
+def _email(value: Any) -> str | None:
+    return _valid(value, _is_email)
 
 
 def _url(value: Any) -> str | None:
-    text = _text(value)
-    if text is None:
-        return None
-    try:
-        _is_url(text)
-    except ValidationError:
-        return None
-    return text
+    return _valid(value, _is_url)
 
 
 def e164(raw: Any, country: str | None) -> str | None:
