@@ -179,6 +179,19 @@ def by_sink(harness) -> dict:  # noqa: ANN001
     return {d.sink: d for d in harness.rows("deliveries")}
 
 
+def run_until_email_fallback(harness, smtp_server, session: dict | None = None) -> dict:  # noqa: ANN001
+    """Post an abandonment and run a worker until the step's e-mail went out instead."""
+    post_abandonment(harness, session)
+    harness.start_worker()
+    [mail] = smtp_server.wait_for_messages(1)
+    harness.wait_for(lambda: settled(harness), message="step settled")
+    assert mail["To"] == "jane@example.com"
+    deliveries = by_sink(harness)
+    assert deliveries["email"].status == "sent"
+    assert harness.rows("steps")[0].status == "sent"
+    return deliveries
+
+
 # ------------------------------------------------------------------------------ end to end
 
 
@@ -286,18 +299,11 @@ def test_permanent_error_falls_back_to_email(
 ):
     api = GraphApi(http_stand_in, [reply])
     harness = hub_factory({"acme": tenant_toml(smtp_server.url, api.api_base)}, PRIVATE)
-    post_abandonment(harness)
-    harness.start_worker()
-    [mail] = smtp_server.wait_for_messages(1)
-    harness.wait_for(lambda: settled(harness), message="step settled")
-    assert mail["To"] == "jane@example.com"
-    deliveries = by_sink(harness)
-    assert deliveries["whatsapp"].status == "failed"
-    assert expected_reason in deliveries["whatsapp"].reason
-    assert deliveries["whatsapp"].attempts == 1  # permanent: never retried
-    assert deliveries["email"].status == "sent"
+    whatsapp = run_until_email_fallback(harness, smtp_server)["whatsapp"]
+    assert whatsapp.status == "failed"
+    assert expected_reason in whatsapp.reason
+    assert whatsapp.attempts == 1  # permanent: never retried
     assert len(api.requests) == 1
-    assert harness.rows("steps")[0].status == "sent"
 
 
 def test_toll_free_phone_is_unusable_and_falls_back_to_email(hub_factory, smtp_server, graph_api):
@@ -305,11 +311,7 @@ def test_toll_free_phone_is_unusable_and_falls_back_to_email(hub_factory, smtp_s
     harness = hub_factory({"acme": tenant_toml(smtp_server.url, graph_api.api_base)}, PRIVATE)
     session = stripe_session()
     session["customer_details"]["phone"] = "+49 800 12345678"
-    post_abandonment(harness, session)
-    harness.start_worker()
-    smtp_server.wait_for_messages(1)
-    harness.wait_for(lambda: settled(harness), message="step settled")
-    whatsapp = by_sink(harness)["whatsapp"]
+    whatsapp = run_until_email_fallback(harness, smtp_server, session)["whatsapp"]
     assert whatsapp.status == "failed"
     assert whatsapp.reason.startswith("unusable address: phone +49********678 is a toll-free")
     assert graph_api.requests == []
@@ -319,11 +321,8 @@ def test_customer_without_phone_gets_email(hub_factory, smtp_server, graph_api):
     harness = hub_factory({"acme": tenant_toml(smtp_server.url, graph_api.api_base)}, PRIVATE)
     session = stripe_session()
     session["customer_details"]["phone"] = None
-    post_abandonment(harness, session)
-    harness.start_worker()
-    smtp_server.wait_for_messages(1)
-    harness.wait_for(lambda: settled(harness), message="step settled")
-    assert by_sink(harness)["whatsapp"].reason == "no address"
+    whatsapp = run_until_email_fallback(harness, smtp_server, session)["whatsapp"]
+    assert whatsapp.status == "skipped" and whatsapp.reason == "no address"
     assert graph_api.requests == []
 
 
@@ -331,12 +330,8 @@ def test_whatsapp_needs_consent_under_the_opt_in_policy(hub_factory, smtp_server
     """Stripe never reports WhatsApp consent: with the default opt_in policy, e-mail only."""
     toml = tenant_toml(smtp_server.url, graph_api.api_base, consent="opt_in")
     harness = hub_factory({"acme": toml}, PRIVATE)
-    post_abandonment(harness)
-    harness.start_worker()
-    smtp_server.wait_for_messages(1)
-    harness.wait_for(lambda: settled(harness), message="step settled")
-    reason = by_sink(harness)["whatsapp"].reason
-    assert reason == "no consent (whatsapp: unknown, tenant requires opt_in)"
+    whatsapp = run_until_email_fallback(harness, smtp_server)["whatsapp"]
+    assert whatsapp.reason == "no consent (whatsapp: unknown, tenant requires opt_in)"
     assert graph_api.requests == []
 
 
@@ -358,11 +353,7 @@ def test_read_timeout_is_outcome_unknown_and_not_resent(hub_factory, smtp_server
 
 def test_without_private_networks_the_local_api_is_refused(hub_factory, smtp_server, graph_api):
     harness = hub_factory({"acme": tenant_toml(smtp_server.url, graph_api.api_base)})
-    post_abandonment(harness)
-    harness.start_worker()
-    smtp_server.wait_for_messages(1)
-    harness.wait_for(lambda: settled(harness), message="step settled")
-    whatsapp = by_sink(harness)["whatsapp"]
+    whatsapp = run_until_email_fallback(harness, smtp_server)["whatsapp"]
     assert whatsapp.status == "failed" and whatsapp.attempts == 1
     assert "destination refused" in whatsapp.reason and "non-public" in whatsapp.reason
     assert graph_api.requests == []
@@ -373,12 +364,8 @@ def test_step_template_without_mapping_fails_and_falls_back(hub_factory, smtp_se
         "[sinks.whatsapp.templates.reminder]", "[sinks.whatsapp.templates.other]"
     )
     harness = hub_factory({"acme": toml}, PRIVATE)
-    post_abandonment(harness)
-    harness.start_worker()
-    smtp_server.wait_for_messages(1)
-    harness.wait_for(lambda: settled(harness), message="step settled")
-    reason = by_sink(harness)["whatsapp"].reason
-    assert 'no WhatsApp template mapped for step template "reminder"' in reason
+    whatsapp = run_until_email_fallback(harness, smtp_server)["whatsapp"]
+    assert 'no WhatsApp template mapped for step template "reminder"' in whatsapp.reason
     assert graph_api.requests == []
 
 
