@@ -9,14 +9,13 @@ here falls back to Meta's ``is_transient`` flag and the HTTP status: 429 and 5xx
 from __future__ import annotations
 
 import logging
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 from urllib3.exceptions import NewConnectionError
 
 from hub import OutcomeUnknown, PermanentError, RetryableError
-from hub.http import blocked_reason
+from hub.http import blocked_reason, retry_after_seconds
 
 log = logging.getLogger("hub.whatsapp")
 
@@ -89,7 +88,7 @@ def classify_response(response: requests.Response) -> str:
     if details:
         reason += f" ({details})"
     reason = f"{reason[:400]} [HTTP {status}]"
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
 
     if code in RETRYABLE_CODES:
         raise RetryableError(reason, retry_after)
@@ -153,21 +152,3 @@ def _never_connected(exc: BaseException) -> bool:
         if reason is not None:
             stack.append(reason)
     return False
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds (``"30"``) or an HTTP date; the engine clamps it."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        from datetime import UTC, datetime
-
-        when = parsedate_to_datetime(value)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max((when - datetime.now(UTC)).total_seconds(), 0.0)
-    except (TypeError, ValueError, IndexError):
-        return None

@@ -13,6 +13,7 @@ import phonenumbers
 
 from hub import OutboundMessage, PermanentError
 from hub.logs import mask
+from hub.phones import to_e164
 
 # a customer's WhatsApp account is a personal number; these kinds never are
 NOT_PERSONAL = {
@@ -31,16 +32,13 @@ def normalize_phone(raw: str, country: str | None) -> str:
     Sources already deliver E.164; parsing again with the customer's country catches numbers
     that only look like one and kinds of numbers no customer's WhatsApp can be on.
     """
-    try:
-        number = phonenumbers.parse(raw, country or None)
-    except phonenumbers.NumberParseException as exc:
-        raise PermanentError(f"phone {mask(raw)} cannot be parsed ({exc})") from None
-    if not phonenumbers.is_valid_number(number):
+    e164 = to_e164(raw, country)
+    if e164 is None:
         raise PermanentError(f"phone {mask(raw)} is not a valid number")
-    kind = NOT_PERSONAL.get(phonenumbers.number_type(number))
+    kind = NOT_PERSONAL.get(phonenumbers.number_type(phonenumbers.parse(e164)))
     if kind:
         raise PermanentError(f"phone {mask(raw)} is a {kind} number, not a customer's WhatsApp")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return e164
 
 
 def variables(context: Mapping[str, Any]) -> dict[str, str | None]:
