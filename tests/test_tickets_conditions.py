@@ -9,11 +9,10 @@ when the step fires; the Zendesk stand-in shows which tickets came of it.
 
 from __future__ import annotations
 
-import time
-
-from samples import stripe_event, stripe_headers, stripe_session
 from ticket_stand_ins import (
+    ALLOW_LOOPBACK,
     FakeZendesk,
+    abandon,
     step,
     ticket_tenant,
     wait_until_steps_settle,
@@ -31,20 +30,8 @@ SALES_STEPS = step(["zendesk"], "call_prospect", when='{ cart_total = { gte = "2
 def sales_hub(hub_factory, http_stand_in):  # noqa: ANN001, ANN201
     fake = FakeZendesk()
     tenant = ticket_tenant(zendesk_table(http_stand_in(fake).url), SALES_STEPS)
-    harness = hub_factory({"acme": tenant}, settings={"HUB_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8"})
+    harness = hub_factory({"acme": tenant}, settings=ALLOW_LOOPBACK)
     return harness, fake
-
-
-def abandon(harness, session_id: str, amount: int, age: int = 0, who: tuple | None = None):  # noqa: ANN001, ANN201
-    """A signed ``checkout.session.expired`` that happened ``age`` seconds ago, by Jane
-    unless ``who`` gives another (e-mail, phone)."""
-    session = stripe_session(session_id, amount_total=amount, amount_subtotal=amount, locale="en")
-    if who:  # the hub matches a person on e-mail *or* phone: change both
-        session["customer_details"]["email"], session["customer_details"]["phone"] = who
-    body = stripe_event(
-        event_id=f"evt_{session_id}", session=session, created=int(time.time()) - age
-    )
-    assert harness.post("acme", "stripe", body, stripe_headers(body)).status_code == 202
 
 
 def test_cart_above_the_threshold_creates_a_call_prospect_ticket(hub_factory, http_stand_in):

@@ -14,6 +14,7 @@ from email.utils import format_datetime
 import pytest
 from ticket_stand_ins import (
     HUBSPOT_TOKEN,
+    JANE,
     WEBHOOK_SECRET,
     ZENDESK_AGENT,
     ZENDESK_TOKEN,
@@ -55,15 +56,6 @@ def fake_for(sink: str):  # noqa: ANN201
 
 
 def rendered_ticket(delivery_id: int = 41) -> OutboundMessage:
-    customer = {
-        "email": "jane@example.com",
-        "phone": "+4915112345678",
-        "first_name": "Jane",
-        "last_name": "Doe",
-        "name": "Jane Doe",
-        "locale": "en",
-        "country": "DE",
-    }
     return OutboundMessage(
         tenant="acme",
         journey_id=7,
@@ -74,7 +66,7 @@ def rendered_ticket(delivery_id: int = 41) -> OutboundMessage:
         locale="en",
         parts={"subject": "Call this prospect: Jane Doe (€250.00)\n", "txt": "Call Jane.\n"},
         context={
-            "customer": customer,
+            "customer": JANE,
             "cart": {"total": 25000, "currency": "EUR", "total_display": "€250.00", "items": []},
             "recovery_url": "http://hub.test/r/token",
         },

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from samples import stripe_event, stripe_headers, stripe_session
 from ticket_stand_ins import (
+    ALLOW_LOOPBACK,
     FakeHubSpot,
     FakeZendesk,
     Slow,
+    abandon,
     hubspot_table,
     pause,
     step,
@@ -16,14 +17,6 @@ from ticket_stand_ins import (
 )
 
 from hub.testing import Reply
-
-ALLOW_LOOPBACK = {"HUB_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8"}
-
-
-def abandon(harness, **session) -> None:  # noqa: ANN001, ANN003
-    session.setdefault("locale", "en")
-    body = stripe_event(session=stripe_session(**session))
-    assert harness.post("acme", "stripe", body, stripe_headers(body)).status_code == 202
 
 
 def hubspot_hub(hub_factory, hubspot, extra_sinks: str = "", channels=None, **kw):  # noqa: ANN001, ANN003, ANN201
@@ -98,10 +91,7 @@ def test_ticket_mode_creates_a_ticket_in_the_configured_pipeline(hub_factory, ht
 def test_without_an_email_the_task_is_created_unassociated(hub_factory, http_stand_in):
     fake = FakeHubSpot()
     harness = hubspot_hub(hub_factory, http_stand_in(fake))
-    session = stripe_session(locale="en")
-    session["customer_details"]["email"] = None
-    body = stripe_event(session=session)
-    assert harness.post("acme", "stripe", body, stripe_headers(body)).status_code == 202
+    abandon(harness, who=(None, "+4915112345678"))
     harness.start_worker()
     harness.wait_for(lambda: fake.tasks, message="a task at HubSpot")
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from samples import stripe_event, stripe_headers, stripe_session
 from ticket_stand_ins import (
+    ALLOW_LOOPBACK,
     FakeTicketReceiver,
     FakeZendesk,
     Slow,
+    abandon,
     pause,
     step,
     ticket_tenant,
@@ -17,13 +18,10 @@ from ticket_stand_ins import (
 
 from hub.testing import Reply
 
-ALLOW_LOOPBACK = {"HUB_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8"}
 
-
-def abandon(harness, amount: int = 25000, locale: str = "de") -> None:  # noqa: ANN001
-    session = stripe_session(amount_total=amount, amount_subtotal=amount, locale=locale)
-    body = stripe_event(session=session)
-    assert harness.post("acme", "stripe", body, stripe_headers(body)).status_code == 202
+def abandon_big_cart(harness) -> None:  # noqa: ANN001
+    """Jane leaves 250 € behind; her browser spoke German."""
+    abandon(harness, amount=25000, locale="de")
 
 
 def zendesk_hub(hub_factory, zendesk, extra_sinks: str = "", channels=None, settings=None, **kw):  # noqa: ANN001, ANN003, ANN201
@@ -36,7 +34,7 @@ def test_stripe_abandonment_creates_one_private_zendesk_ticket(hub_factory, http
     fake = FakeZendesk()
     zendesk = http_stand_in(fake)
     harness = zendesk_hub(hub_factory, zendesk, priority='"high"', group_id="360001")
-    abandon(harness)
+    abandon_big_cart(harness)
     harness.start_worker()
     harness.wait_for(lambda: fake.tickets, message="a ticket at Zendesk")
     wait_until_steps_settle(harness, 1)
@@ -68,7 +66,7 @@ def test_429_is_retried_after_retry_after_with_the_same_idempotency_key(hub_fact
     fake = FakeZendesk()
     fake.script = [Reply(429, {"error": "TooManyRequests"}, {"Retry-After": "1"})]
     harness = zendesk_hub(hub_factory, http_stand_in(fake))
-    abandon(harness)
+    abandon_big_cart(harness)
     harness.start_worker()
     harness.wait_for(lambda: fake.tickets, message="the ticket after the 429")
     wait_until_steps_settle(harness, 1)
@@ -88,7 +86,7 @@ def test_500_is_retried_and_the_ticket_created_once(hub_factory, http_stand_in):
     fake = FakeZendesk()
     fake.script = [Reply(500, {"error": "InternalError"})]
     harness = zendesk_hub(hub_factory, http_stand_in(fake))
-    abandon(harness)
+    abandon_big_cart(harness)
     harness.start_worker()
     harness.wait_for(lambda: fake.tickets, message="the ticket after the 500")
     wait_until_steps_settle(harness, 1)
@@ -102,7 +100,7 @@ def test_read_timeout_is_retried_and_zendesk_returns_the_same_ticket(hub_factory
     fake = FakeZendesk()
     fake.script = [Slow(2.0)]
     harness = zendesk_hub(hub_factory, http_stand_in(fake), timeout="1")
-    abandon(harness)
+    abandon_big_cart(harness)
     harness.start_worker()
     harness.wait_for(
         lambda: harness.rows("deliveries") and harness.rows("deliveries")[0].status == "sent",
@@ -127,7 +125,7 @@ def test_400_fails_permanently_and_falls_back_to_the_ticket_webhook(hub_factory,
         extra_sinks=webhook_table(f"{hook.url}/hooks/tickets"),
         channels=["zendesk", "ticket_webhook"],
     )
-    abandon(harness)
+    abandon_big_cart(harness)
     harness.start_worker()
     harness.wait_for(lambda: receiver.tickets, message="the fallback ticket")
     wait_until_steps_settle(harness, 1)
@@ -150,7 +148,7 @@ def test_loopback_zendesk_url_is_refused_unless_the_operator_allows_it(hub_facto
     port = zendesk.server.server_address[1]
     tenant = ticket_tenant(zendesk_table(f"http://127.1:{port}"), step(["zendesk"]))
     harness = hub_factory({"acme": tenant})  # no HUB_ALLOW_PRIVATE_NETWORKS
-    abandon(harness)
+    abandon_big_cart(harness)
     harness.start_worker()
     [step_row] = wait_until_steps_settle(harness, 1)
 

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from samples import STRIPE_SECRET
+from samples import STRIPE_SECRET, stripe_event, stripe_headers, stripe_session
 from standardwebhooks.webhooks import Webhook
 
 from hub.testing import RecordedRequest, Reply
@@ -31,6 +31,18 @@ ZENDESK_TOKEN = "zd-token-6wiIBWbGkBMo1mRDMuVwkw1EPsNkeUj95PIz2akv"
 HUBSPOT_TOKEN = "pat-eu1-0a1b2c3d-test-token"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 FINAL_STEP_STATUSES = {"sent", "skipped", "failed", "unknown", "cancelled"}
+# the stand-ins listen on 127.0.0.1, which a tenant's URL may only reach if the operator says so
+ALLOW_LOOPBACK = {"HUB_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8"}
+# the customer of tests/samples.stripe_session() as sinks see her (context["customer"])
+JANE = {
+    "email": "jane@example.com",
+    "phone": "+4915112345678",
+    "first_name": "Jane",
+    "last_name": "Doe",
+    "name": "Jane Doe",
+    "locale": "en",
+    "country": "DE",
+}
 
 
 @dataclass
@@ -210,6 +222,32 @@ class FakeTicketReceiver(FakeApi):
         assert set(payload) == self.FIELDS, set(payload) ^ self.FIELDS
         self.tickets.setdefault(request.headers["webhook-id"], payload)
         return Reply(200, {"received": True})
+
+
+def abandon(
+    harness: Any,
+    session_id: str = "cs_test_a1B2c3",
+    amount: int = 4999,
+    *,
+    locale: str = "en",
+    age: int = 0,
+    who: tuple[str | None, str | None] | None = None,
+    **fields: Any,
+) -> None:
+    """Post a signed ``checkout.session.expired`` that happened ``age`` seconds ago.
+
+    The customer is Jane unless ``who`` gives another (e-mail, phone): the hub matches a person
+    on e-mail *or* phone, so a different person needs both changed.
+    """
+    session = stripe_session(
+        session_id, amount_total=amount, amount_subtotal=amount, locale=locale, **fields
+    )
+    if who:
+        session["customer_details"]["email"], session["customer_details"]["phone"] = who
+    body = stripe_event(
+        event_id=f"evt_{session_id}", session=session, created=int(time.time()) - age
+    )
+    assert harness.post("acme", "stripe", body, stripe_headers(body)).status_code == 202
 
 
 def wait_until_steps_settle(harness: Any, count: int, timeout: float = 20.0) -> list:
