@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import phonenumbers
 from marshmallow import ValidationError, validate
 
 from hub import PayloadError
 from hub.money import to_minor
+from hub.phones import to_e164
 
 _is_email = validate.Email()
 _is_url = validate.URL(schemes={"http", "https"})
@@ -120,21 +120,6 @@ def _url(value: Any) -> str | None:
     return _valid(value, _is_url)
 
 
-def e164(raw: Any, country: str | None) -> str | None:
-    """A phone as E.164, read in ``country`` when written without a country code; ``None``
-    when it is not a valid number (Shopify stores whatever the buyer typed)."""
-    text = _text(raw)
-    if text is None:
-        return None
-    try:
-        number = phonenumbers.parse(text, country)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
 def _dict(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
@@ -157,7 +142,7 @@ def customer(payload: Mapping[str, Any]) -> dict:
         buyer.get("phone"),
         *(a.get("phone") for a in addresses),
     )
-    phone = next((p for p in (e164(raw, country) for raw in phones) if p), None)
+    phone = next((p for p in (to_e164(raw, country) for raw in phones) if p), None)
     emails = (payload.get("email"), payload.get("contact_email"), buyer.get("email"))
     name_from = next(
         (a for a in (buyer, *addresses) if _text(a.get("first_name")) or _text(a.get("last_name"))),
