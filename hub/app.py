@@ -198,7 +198,9 @@ def create_app(
         log.error("config: %s", issue)
 
     app = Flask("hub")
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # the ingress applies HUB_MAX_BODY_BYTES itself; plugin routes get a larger cap because
+    # providers' status callbacks batch (Meta's may reach 3 MB)
+    app.config["MAX_CONTENT_LENGTH"] = max(settings.max_body_bytes, 4 * 1024 * 1024)
     # url-encoded forms are not capped by field count otherwise (reliability.md)
     app.config["MAX_FORM_PARTS"] = 1000
     app.config["SECRET_KEY"] = settings.secret_key

@@ -19,7 +19,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 METADATA_HOSTS = {"metadata.google.internal", "metadata"}
 
@@ -45,14 +45,12 @@ def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 
 def check_destination(host: str, port: int, allowed: Iterable[str] = ()) -> list[tuple]:
-    """Resolve ``host`` and return the addrinfo list, or raise :class:`BlockedAddress`."""
+    """Resolve ``host`` and return the addrinfo list, or raise :class:`BlockedAddress`
+    (``socket.gaierror`` when the name does not resolve)."""
     if host.lower().rstrip(".") in METADATA_HOSTS:
         raise BlockedAddress(f"{host} is a cloud metadata host")
     networks = [ipaddress.ip_network(c, strict=False) for c in allowed]
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise requests.exceptions.ConnectionError(f"cannot resolve {host}: {exc}") from None
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)  # gaierror propagates
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%")[0])
         if _blocked(ip) and not any(ip in net for net in networks):
@@ -64,7 +62,14 @@ def check_destination(host: str, port: int, allowed: Iterable[str] = ()) -> list
 
 
 def _connect(conn: HTTPConnection, allowed: tuple[str, ...]) -> socket.socket:
-    infos = check_destination(conn._dns_host, conn.port, allowed)  # noqa: SLF001
+    """Connect to a checked address. Failures keep urllib3's own types, so ``requests``
+    raises ``ConnectTimeout`` for a connect timeout and ``ConnectionError`` (from
+    ``NewConnectionError``) for refusals and names that do not resolve: a sink can tell
+    "nothing was sent, retry" from a failure mid-request."""
+    try:
+        infos = check_destination(conn._dns_host, conn.port, allowed)  # noqa: SLF001
+    except socket.gaierror as exc:
+        raise NewConnectionError(conn, f"cannot resolve {conn.host}: {exc}") from None
     last: OSError | None = None
     for family, kind, proto, _name, address in infos:
         sock = socket.socket(family, kind, proto)
@@ -74,6 +79,11 @@ def _connect(conn: HTTPConnection, allowed: tuple[str, ...]) -> socket.socket:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.connect(address)
             return sock
+        except TimeoutError:
+            sock.close()
+            raise ConnectTimeoutError(
+                conn, f"connection to {conn.host} timed out ({conn.timeout} s)"
+            ) from None
         except OSError as exc:
             sock.close()
             last = exc

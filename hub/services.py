@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub.store import deliveries, delivery_log, journeys, plugin_data
+from hub.store import deliveries, delivery_log, journeys, plugin_data, suppressions
 
 # provider statuses only move forward: a late "sent" never overwrites "read"
 STATUS_RANK = {"sending": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
@@ -85,7 +85,7 @@ def record_provider_status(
 
     Looks the delivery up by the id ``Sink.send`` returned. Statuses only move forward
     (sent → delivered → read; failed is final); every callback is kept in the delivery log.
-    Returns False when no delivery has that id.
+    Returns False when no delivery has that id (within ``tenant`` when given).
     """
     now = datetime.now(UTC)
     with store.begin() as conn:
@@ -119,4 +119,33 @@ def record_provider_status(
                 .where(deliveries.c.id == row.id)
                 .values(status=status, reason=reason, updated_at=now)
             )
+    return True
+
+
+def suppress(store: Any, tenant: str, identity: str, channel: str, reason: str) -> bool:
+    """Stop messaging ``identity`` (e-mail or E.164 phone) on ``channel`` (``"*"`` = all).
+
+    For providers that report an opt-out (WhatsApp's "user stopped marketing messages");
+    every later step checks suppressions before sending. Returns False if already suppressed.
+    """
+    identity = identity.strip().lower()
+    with store.begin() as conn:
+        exists = conn.execute(
+            sa.select(suppressions.c.id).where(
+                suppressions.c.tenant == tenant,
+                suppressions.c.identity == identity,
+                suppressions.c.channel == channel,
+            )
+        ).first()
+        if exists:
+            return False
+        conn.execute(
+            sa.insert(suppressions).values(
+                tenant=tenant,
+                identity=identity,
+                channel=channel,
+                reason=reason,
+                created_at=datetime.now(UTC),
+            )
+        )
     return True
