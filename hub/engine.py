@@ -340,13 +340,16 @@ class Engine:
         # older purchase says nothing about a newer abandonment
         occurred = event["occurred_at"]
         since = occurred - tenant.attribution_window
+        # a checkout still waiting out its inferred-abandonment window has no abandoned_at yet;
+        # its last update is when the person was last seen there
+        opened = sa.func.coalesce(journeys.c.abandoned_at, journeys.c.last_update_at)
         if email:
             match.append(
-                sa.and_(journeys.c.email == email, journeys.c.abandoned_at.between(since, occurred))
+                sa.and_(journeys.c.email == email, opened.between(since, occurred))
             )
         if phone:
             match.append(
-                sa.and_(journeys.c.phone == phone, journeys.c.abandoned_at.between(since, occurred))
+                sa.and_(journeys.c.phone == phone, opened.between(since, occurred))
             )
         rows = conn.execute(
             self.store.lock(

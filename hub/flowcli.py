@@ -104,7 +104,6 @@ def preview(
             continue
         with hub.store.begin() as conn:
             flow = engine._choose_flow(conn, tenant, event)
-            counter = engine._abandon_counter(conn, tenant, event)
         if flow is None:
             click.echo(f"no flow of {tenant.slug} matches checkout {event['checkout_id']}")
             continue
@@ -117,6 +116,11 @@ def preview(
             id=0, tenant=tenant.slug, event=stored, checkout_id=event["checkout_id"]
         )
         facts = facts_for(event, tenant.currency)
+
+        def counter(within: timedelta, event: dict = event) -> int:
+            with hub.store.begin() as conn:  # one short read per question, no lock held
+                return engine._abandon_counter(conn, tenant, event)(within)
+
         for step in flow.steps:
             due = engine.due_time(tenant, stored, event["occurred_at"] + step.after)
             head = f"  step {step.index} at {_local(due, tenant)} ({step.template})"
@@ -145,13 +149,16 @@ def _choose_channel(engine: Engine, tenant: Any, journey: Any, step: Any, event:
         if address is None:
             reasons.append(f"{name}: {reason}")
             continue
+        candidates = locale_candidates((event.get("customer") or {}).get("locale"), tenant.locale)
+        if not getattr(sink, "renders_templates", True):
+            skipped = f" (skipped: {'; '.join(reasons)})" if reasons else ""
+            return (
+                f"{name} → {mask(address)} [{candidates[0]}]{skipped}: the provider renders "
+                f"its own template for {step.template!r}"
+            )
         try:
             locale, parts = engine.hub.renderer.render(
-                tenant.slug,
-                step.template,
-                sink.channel,
-                locale_candidates((event.get("customer") or {}).get("locale"), tenant.locale),
-                context,
+                tenant.slug, step.template, sink.channel, candidates, context
             )
         except TemplateMissing as exc:
             reasons.append(f"{name}: {exc}")

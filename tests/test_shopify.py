@@ -760,12 +760,6 @@ def test_order_or_delete_before_the_window_closes_sends_nothing(
     assert harness.rows("steps") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core gap: Engine._on_converted matches a person's journeys on abandoned_at, which a "
-    "pending (inferred) journey does not have yet, and the abandonment inferred later counts "
-    "as newer than the purchase; reported to the lead",
-)
 def test_order_from_another_checkout_of_the_same_buyer_stops_the_waiting_one(
     hub_factory, smtp_server
 ):

@@ -1,0 +1,117 @@
+"""The shipped example tenant (config/examples/acme.toml) is valid and does what it says."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def example(tmp_path):
+    (tmp_path / "config" / "tenants").mkdir(parents=True)
+    shutil.copy(ROOT / "config" / "examples" / "acme.toml", tmp_path / "config" / "tenants")
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DATABASE_SCHEMA")}
+    env.update(
+        HUB_CONFIG_DIR=str(tmp_path / "config"),
+        HUB_VAR_DIR=str(tmp_path / "var"),
+        ACME_STRIPE_WHSEC="whsec_example",
+        ACME_SHOPIFY_SECRET="shpss_example",
+        ACME_DS24_PASSPHRASE="passphrase",
+        ACME_SMTP_URL="smtp+starttls://u:p@mail.example:587",
+        ACME_WHATSAPP_PHONE_ID="1122334455667",
+        ACME_WHATSAPP_TOKEN="EAAG-example-token",
+        ACME_META_APP_SECRET="meta-secret",
+        ACME_WHATSAPP_VERIFY_TOKEN="verify-me",
+        ACME_VAPID_PRIVATE_KEY=pem,
+        ACME_ZENDESK_TOKEN="zendesk-token",
+    )
+    return tmp_path, env
+
+
+def hub(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hub", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def event(tmp_path: Path, total: int, source: str = "stripe") -> Path:
+    path = tmp_path / f"event-{total}-{source}.json"
+    path.write_text(
+        json.dumps(
+            {
+                "kind": "checkout.abandoned",
+                "event_key": f"e{total}",
+                "checkout_id": f"c{total}",
+                "occurred_at": "2026-06-02T10:00:00+02:00",
+                "source": source,
+                "stage": "payment",
+                "customer": {
+                    "email": "max@example.com",
+                    "first_name": "Max",
+                    "country": "US",
+                    "phone": "+12025550143",
+                    "locale": "en",
+                },
+                "cart": {"total": total, "currency": "EUR"},
+                "consent": {"email": "unknown", "whatsapp": "opt_in"},
+                "recovery_url": "https://acme.example/r/1",
+            }
+        )
+    )
+    return path
+
+
+def test_the_example_tenant_passes_config_check(example):
+    _tmp, env = example
+    done = hub(env, "config", "check")
+    assert done.returncode == 0, done.stderr
+    assert "ok: 1 tenant(s)" in done.stdout
+
+
+def test_a_cheap_cart_gets_a_push_then_reminder_and_discount(example):
+    tmp, env = example
+    out = hub(env, "flow", "preview", "acme", str(event(tmp, 4999))).stdout
+    lines = [line for line in out.splitlines() if line.startswith("  step")]
+    assert lines[0].startswith("  step 0 at 2026-06-02 10:15:00 CEST (nudge): nothing would be")
+    assert "webpush: no address" in lines[0]  # no subscription registered for this checkout
+    assert "(reminder): skipped (condition not met)" in lines[1]
+    assert "(call_prospect): skipped (condition not met)" in lines[2]
+    assert "(check_repeated_abandons): skipped (condition not met)" in lines[3]
+    assert "step 4 at 2026-06-02 11:00:00 CEST (reminder): email" in lines[4]
+    assert "step 5 at 2026-06-03 10:00:00 CEST (discount): email" in lines[5]
+    assert "COMEBACK10" in out
+
+
+def test_an_expensive_cart_gets_whatsapp_and_a_ticket_for_sales(example):
+    tmp, env = example
+    out = hub(env, "flow", "preview", "acme", str(event(tmp, 25000))).stdout
+    lines = [line for line in out.splitlines() if line.startswith("  step")]
+    assert "(nudge): skipped (condition not met)" in lines[0]
+    assert "(reminder): whatsapp → +12******143 [en]: the provider renders" in lines[1]
+    assert "(call_prospect): zendesk" in lines[2]
+    assert "(reminder): skipped (condition not met)" in lines[4]
+
+
+def test_leads_from_digistore24_take_the_leads_flow(example):
+    tmp, env = example
+    out = hub(env, "flow", "preview", "acme", str(event(tmp, 4900, "digistore24"))).stdout
+    assert out.startswith("flow 'leads'")
