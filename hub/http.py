@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -158,7 +159,7 @@ def blocked_reason(exc: BaseException) -> str | None:
     return None
 
 
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+def retry_after_seconds(value: str | None, now: float | datetime | None = None) -> float | None:
     """``Retry-After`` (``"120"`` or an HTTP date) as seconds from now; ``None`` if absent or
     unreadable. Sinks pass it to :class:`hub.RetryableError`; the engine clamps it."""
     import time
@@ -174,7 +175,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:  # RFC 9110 dates are GMT
-        from datetime import UTC
-
         when = when.replace(tzinfo=UTC)
+    if isinstance(now, datetime):
+        now = now.timestamp()
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)

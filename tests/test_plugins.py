@@ -161,7 +161,8 @@ def test_hub_plugins_lists_version_and_origin_and_runs_plugin_commands(site_dir,
             "invalid hook",
         ),
         (
-            "from hub import hookimpl\n@hookimpl\ndef hub_sources():\n    raise RuntimeError('x')\n",
+            "from hub import hookimpl\n@hookimpl\ndef hub_sources():\n"
+            "    raise RuntimeError('x')\n",
             "hub_sources raised",
         ),
         (

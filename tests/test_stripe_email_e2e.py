@@ -1,4 +1,5 @@
-"""The spine end to end: signed Stripe webhook → ingress → RQ worker → mail at a real SMTP server."""
+"""The spine end to end: signed Stripe webhook → ingress → RQ worker → mail at a real SMTP
+server."""
 
 from __future__ import annotations
 

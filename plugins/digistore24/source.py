@@ -20,11 +20,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-import phonenumbers
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from hub import DemoRequest, InboundRequest, IngestOutcome, PayloadError, Source, VerificationError
 from hub.money import to_minor
+from hub.phones import to_e164
 from plugins.digistore24.ipn import (
     FormError,
     fingerprint,
@@ -109,26 +109,13 @@ def _email(form: Mapping[str, str], required: bool) -> str | None:
     return email
 
 
-def _phone(raw: str | None, country: str | None) -> str | None:
-    """A typed phone number → E.164, or ``None`` when it is not a valid number."""
-    if not raw:
-        return None
-    try:
-        number = phonenumbers.parse(raw, country)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
 def _customer(form: Mapping[str, str], email: str | None) -> dict:
     country = _value(form, "address_country", "country")
     country = country.upper() if country and _COUNTRY.match(country) else None
     locale = _value(form, "language")
     return {
         "email": email,
-        "phone": _phone(_value(form, "address_phone_no", "phone_no"), country),
+        "phone": to_e164(_value(form, "address_phone_no", "phone_no"), country),
         "first_name": _value(form, "address_first_name", "billing_first_name"),
         "last_name": _value(form, "address_last_name", "billing_last_name"),
         "locale": locale.lower().replace("-", "_") if locale and _LOCALE.match(locale) else None,

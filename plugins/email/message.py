@@ -1,40 +1,138 @@
-"""Build the RFC 5322 message a recovery e-mail is, from the rendered template parts."""
+"""Build the RFC 5322 message a recovery e-mail is, from the rendered template parts.
+
+Some headers are written here by hand because Python's own folding (checked on 3.11) gets them
+wrong for bulk mail:
+
+* a header line longer than 78 characters is refolded into RFC 2047 encoded words even when it
+  is a structured header, so a ``List-Unsubscribe`` URL behind a longer ``HUB_PUBLIC_URL`` went
+  out as ``=?utf-8?q?=3Chttps=3A//…?=`` and mail clients offered no unsubscribe button;
+* folding a non-ASCII subject drops the space between two adjacent encoded words (CPython
+  gh-144156): "wartet – Jürgen" arrived as "wartet –Jürgen".
+
+So the subject and display names are encoded with :class:`email.header.Header` (which keeps every
+space inside the encoded words), the machine-read headers are stored verbatim, and the message's
+policy never refolds a header stored that way.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.policy import default as DEFAULT_POLICY
+from email.utils import format_datetime, make_msgid
 from typing import Any
 
 from hub import OutboundMessage, PermanentError
 
+# headers stored with set_raw() go out exactly as written; the others are folded as usual
+POLICY = DEFAULT_POLICY.clone(refold_source="none")
+WIRE_POLICY = POLICY.clone(linesep="\r\n")  # what goes into SMTP DATA
+
+_ANGLE_ADDR = re.compile(r"(.*?)\s*<([^<>]*)>", re.DOTALL)
+
+
+def parse_mailbox(text: str) -> Address:
+    """``Müller & Söhne <shop@example.com>``, ``"Acme, Inc." <…>`` or a bare address → one
+    :class:`Address` with an ASCII (IDNA) domain.
+
+    An unquoted display name may contain commas and dots (``Acme, Inc. <shop@…>`` is what
+    operators write; the standard parser would read two mailboxes). Raises ``ValueError``
+    saying what is wrong.
+    """
+    text = text.strip()
+    match = _ANGLE_ADDR.fullmatch(text)
+    display, addr = (match.group(1).strip(), match.group(2).strip()) if match else ("", text)
+    if len(display) >= 2 and display[0] == display[-1] == '"':
+        display = re.sub(r"\\(.)", r"\1", display[1:-1])
+    if any(ord(c) < 32 or ord(c) == 127 for c in display):
+        raise ValueError("control characters in the display name")
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or not domain or re.search(r"[\s<>(),;:\"\[\]\\]", addr):
+        raise ValueError(f"not an e-mail address: {addr!r}")
+    if not local.isascii():
+        raise ValueError(f"non-ASCII local part in {addr!r} (SMTPUTF8 is not used)")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError(f"invalid domain in {addr!r}") from None
+    if any(not label for label in domain.split(".")):
+        raise ValueError(f"invalid domain in {addr!r}")
+    return Address(display_name=display, username=local, domain=domain)
+
+
+def format_mailbox(address: Address, header_name: str) -> str:
+    """A header value for one mailbox: ASCII names quoted where needed, others RFC 2047."""
+    if not address.display_name:
+        return address.addr_spec
+    if address.display_name.isascii():
+        return str(address)  # Address quotes a name with specials ("Acme, Inc.")
+    name = Header(address.display_name, "utf-8", header_name=header_name).encode()
+    return f"{name} <{address.addr_spec}>"
+
+
+def encode_text(text: str, header_name: str) -> str:
+    """An unstructured header value (the subject), folded at spaces, RFC 2047 when non-ASCII;
+    round-trips exactly, spaces included."""
+    if not text.isascii():
+        return Header(text, "utf-8", header_name=header_name).encode()
+    # Header() would fold before an overlong first word and so add a leading space
+    lines, line, room = [], "", 78 - len(header_name) - 2
+    for word in text.split(" "):
+        if line and len(line) + 1 + len(word) > room:
+            lines.append(line)
+            line, room = word, 77  # a continuation line starts with the space it replaces
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return "\n ".join(lines)
+
 
 def sender_domain(sender: str) -> str:
-    return parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+    try:
+        return parse_mailbox(sender).domain
+    except ValueError:
+        return "localhost"
 
 
 def build_message(message: OutboundMessage, config: Mapping[str, Any]) -> EmailMessage:
     """Subject/txt/html parts → a multipart/alternative message with the headers bulk senders
-    need: Message-ID, Date, List-Unsubscribe (+ mailto when configured) and
-    List-Unsubscribe-Post (RFC 8058)."""
+    need: Message-ID, Date, List-Unsubscribe (+ mailto when configured),
+    List-Unsubscribe-Post (RFC 8058), Feedback-ID, Content-Language and Precedence."""
     parts = message.parts
     if "subject" not in parts or ("txt" not in parts and "html" not in parts):
         raise PermanentError("the e-mail template needs a .subject and a .txt or .html file")
-    email = EmailMessage()
-    email["Subject"] = " ".join(parts["subject"].split())
-    email["From"] = config["from"]
     try:
-        email["To"] = Address(addr_spec=message.to)
-    except (ValueError, IndexError) as exc:
+        sender = parse_mailbox(config["from"])
+    except ValueError as exc:
+        raise PermanentError(f"invalid from address: {exc}") from None
+    try:
+        recipient = parse_mailbox(message.to)
+    except ValueError as exc:
         raise PermanentError(f"invalid recipient address: {exc}") from None
+    subject = " ".join(parts["subject"].split())
+    if not subject:
+        raise PermanentError("the rendered subject is empty")
+
+    email = EmailMessage(policy=POLICY)
+    email.set_raw("Subject", encode_text(subject, "Subject"))
+    email.set_raw("From", format_mailbox(sender, "From"))
+    email.set_raw("To", recipient.addr_spec)
     if config.get("reply_to"):
-        email["Reply-To"] = config["reply_to"]
-    email["Date"] = format_datetime(_now())
-    domain = sender_domain(config["from"])
-    email["Message-ID"] = make_msgid(
-        idstring=f"j{message.journey_id}s{message.step_index}", domain=domain
+        try:
+            reply_to = parse_mailbox(config["reply_to"])
+        except ValueError as exc:
+            raise PermanentError(f"invalid reply_to address: {exc}") from None
+        email.set_raw("Reply-To", format_mailbox(reply_to, "Reply-To"))
+    email["Date"] = format_datetime(datetime.now(UTC))
+    domain = sender.domain
+    email.set_raw(
+        "Message-ID",
+        make_msgid(idstring=f"j{message.journey_id}s{message.step_index}", domain=domain),
     )
     unsubscribe = message.context.get("unsubscribe_url")
     if unsubscribe:
@@ -43,12 +141,17 @@ def build_message(message: OutboundMessage, config: Mapping[str, Any]) -> EmailM
             targets.append(
                 f"<mailto:{config['unsubscribe_mailto']}?subject=unsubscribe-{message.delivery_id}>"
             )
-        email["List-Unsubscribe"] = ", ".join(targets)
-        email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        # one target per line; a URL is never broken or encoded (RFC 2369 forbids both)
+        email.set_raw("List-Unsubscribe", ",\n ".join(targets))
+        email.set_raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
     # Gmail's Feedback-ID groups complaints per tenant and campaign without exposing the person
-    email["Feedback-ID"] = f"step{message.step_index}:{message.tenant}:recovery:{domain}"
+    email.set_raw("Feedback-ID", f"step{message.step_index}:{message.tenant}:recovery:{domain}")
     email["Content-Language"] = message.locale.replace("_", "-")
+    # not a Gmail requirement; out-of-office responders (RFC 3834 practice) stay silent on it,
+    # so the shop's Reply-To inbox is not flooded with vacation replies
+    email["Precedence"] = "bulk"
     for key, value in message.headers.items():
+        del email[key]
         email[key] = value
     # quoted-printable keeps every line under SMTP's 998-octet limit whatever the template does
     if "txt" in parts:
@@ -58,9 +161,3 @@ def build_message(message: OutboundMessage, config: Mapping[str, Any]) -> EmailM
     else:
         email.set_content(parts["html"], subtype="html", cte="quoted-printable")
     return email
-
-
-def _now():  # noqa: ANN202
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)

@@ -25,8 +25,6 @@ import logging
 import re
 import socket
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,7 +33,7 @@ from marshmallow import ValidationError, fields, validate
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from hub import OutboundMessage, OutcomeUnknown, PermanentError, RetryableError, Sink
-from hub.http import blocked_reason, safe_session
+from hub.http import blocked_reason, retry_after_seconds, safe_session
 
 log = logging.getLogger("hub.tickets")
 
@@ -75,31 +73,6 @@ def http_url_field(required: bool = False) -> fields.String:
     if required:
         return fields.String(required=True, validate=check)
     return fields.String(load_default=None, validate=check)
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """``Retry-After`` as seconds from now: ``"120"`` or ``"Wed, 21 Oct 2026 07:28:00 GMT"``.
-
-    ``None`` when absent or unreadable (the engine then backs off on its own); a date in the
-    past is 0. The engine clamps whatever comes back, so a hostile header cannot park a
-    delivery for a year.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return seconds if seconds >= 0 else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def ticket_text(message: OutboundMessage) -> tuple[str, str]:

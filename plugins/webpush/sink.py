@@ -19,14 +19,13 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 from pywebpush import WebPusher, WebPushException
 
 from hub import OutboundMessage, PermanentError, RetryableError, Sink, current_hub
-from hub.http import blocked_reason, safe_session
+from hub.http import blocked_reason, retry_after_seconds, safe_session
 from plugins.webpush.config import WebPushConfig, load_vapid_key, origin_of
 from plugins.webpush.subscriptions import PLUGIN, SubscriptionBook
 
@@ -46,20 +45,6 @@ def tag_for(stage: str | None, stage_tags: Mapping[str, str]) -> str:
     """The notification tag for an abandonment stage (``cart``/``contact``/``payment``)."""
     stage = stage or "cart"
     return stage_tags.get(stage, stage)
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """``Retry-After`` as seconds or an HTTP date → seconds from now (``None`` if absent)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
 
 
 def build_payload(message: OutboundMessage, config: Mapping[str, Any]) -> dict[str, Any]:
