@@ -1,27 +1,30 @@
 """SMTP submission with one reused connection per worker and server.
 
 The SMTP transaction is driven step by step so every failure is classified precisely: a stale
-pooled connection found at ``MAIL FROM`` is reopened and nothing was sent; a 4xx reply is
-retryable, a 5xx permanent; a connection lost *during* ``DATA`` means the server may have the
-message, so the outcome is unknown and it is not resent (a duplicate is worse than a gap).
+pooled connection found at ``MAIL FROM`` (closed, or answering 421) is reopened and nothing was
+sent; a 4xx reply is retryable, a 5xx permanent; a connection lost *during* ``DATA`` means the
+server may have the message, so the outcome is unknown and it is not resent (a duplicate is
+worse than a gap). Configuration problems that no retry can fix (rejected credentials, a
+certificate the trust store does not know, a server without STARTTLS or AUTH) are permanent, so
+the step falls back to its next channel at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import smtplib
 import ssl
 import threading
 import time
 from collections.abc import Mapping
-from email.policy import SMTP as SMTP_POLICY
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from marshmallow import Schema, ValidationError, fields, validates
+from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from hub import OutboundMessage, OutcomeUnknown, PermanentError, RetryableError, Sink
-from plugins.email.message import build_message
+from plugins.email.message import WIRE_POLICY, build_message, parse_mailbox
 
 SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 IDLE_CHECK = 30.0  # a connection idle longer than this gets a NOOP before use
@@ -32,7 +35,8 @@ class EmailConfig(Schema):
     sender = fields.String(required=True, data_key="from")
     reply_to = fields.String(load_default=None)
     unsubscribe_mailto = fields.Email(load_default=None)
-    timeout = fields.Float(load_default=10.0)
+    timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0, min_inclusive=False))
+    ca_file = fields.String(load_default=None)
 
     @validates("smtp_url")
     def _url(self, value: str, **_: Any) -> None:
@@ -42,13 +46,43 @@ class EmailConfig(Schema):
                 "use smtp://host:port (plain, local only), "
                 "smtp+starttls://user:pass@host:587 or smtps://user:pass@host:465"
             )
+        if parts.scheme == "smtp" and parts.username:
+            raise ValidationError(
+                "smtp:// would send the password unencrypted: use smtp+starttls:// or smtps://"
+            )
 
     @validates("sender")
     def _sender(self, value: str, **_: Any) -> None:
-        from email.utils import parseaddr
+        _mailbox(value, 'expected an address such as "Shop <shop@example.com>"')
 
-        if "@" not in parseaddr(value)[1]:
-            raise ValidationError('expected an address such as "Shop <shop@example.com>"')
+    @validates("reply_to")
+    def _reply_to(self, value: str | None, **_: Any) -> None:
+        if value is not None:
+            _mailbox(value, 'expected an address such as "Support <help@example.com>"')
+
+    @validates("ca_file")
+    def _ca_file(self, value: str | None, **_: Any) -> None:
+        if value is not None:
+            try:
+                tls_context(value)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValidationError(f"cannot load CA certificates from {value}: {exc}") from None
+
+
+def _mailbox(value: str, hint: str) -> None:
+    try:
+        parse_mailbox(value)
+    except ValueError as exc:
+        raise ValidationError(f"{exc}; {hint}") from None
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Verify the server against ``ca_file`` only when given, else the system trust store.
+
+    Built explicitly because a CA bundle in SSL_CERT_FILE (as some hosts preset) would
+    otherwise silently replace the trust store for the whole process.
+    """
+    return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
 
 
 def _config_view(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,55 +91,66 @@ def _config_view(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class _Pool:
-    """One SMTP connection per (server, credentials) per worker process."""
+    """One SMTP connection per (server, credentials, trusted CAs) per worker process."""
 
     def __init__(self) -> None:
-        self.connections: dict[str, tuple[smtplib.SMTP, float]] = {}
+        self.connections: dict[tuple[str, str | None], tuple[smtplib.SMTP, float]] = {}
         self.lock = threading.Lock()
 
-    def open(self, url: str, timeout: float) -> smtplib.SMTP:
-        parts = urlsplit(url)
+    @staticmethod
+    def key(config: Mapping[str, Any]) -> tuple[str, str | None]:
+        return config["smtp_url"], config.get("ca_file")
+
+    def open(self, config: Mapping[str, Any]) -> smtplib.SMTP:
+        """Connect, secure and log in; every failure becomes the sink's error kind."""
+        parts = urlsplit(config["smtp_url"])
         host, port = parts.hostname, parts.port or SCHEMES[parts.scheme]
+        where = f"{host}:{port}"
+        conn: smtplib.SMTP | None = None
         try:
             if parts.scheme == "smtps":
-                conn: smtplib.SMTP = smtplib.SMTP_SSL(
-                    host, port, timeout=timeout, context=ssl.create_default_context()
+                conn = smtplib.SMTP_SSL(
+                    host, port, timeout=config["timeout"], context=tls_context(config["ca_file"])
                 )
             else:
-                conn = smtplib.SMTP(host, port, timeout=timeout)
+                conn = smtplib.SMTP(host, port, timeout=config["timeout"])
                 if parts.scheme == "smtp+starttls":
-                    conn.starttls(context=ssl.create_default_context())
+                    conn.starttls(context=tls_context(config["ca_file"]))
             conn.ehlo_or_helo_if_needed()
             if parts.username:
                 conn.login(unquote(parts.username), unquote(parts.password or ""))
-        except smtplib.SMTPAuthenticationError as exc:
-            raise PermanentError(f"SMTP login rejected ({exc.smtp_code})") from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise RetryableError(f"SMTP server unreachable: {exc.__class__.__name__}") from None
-        return conn
+            return conn
+        except BaseException as exc:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            raise _connect_error(exc, where) from None
 
-    def get(self, url: str, timeout: float) -> smtplib.SMTP:
-        entry = self.connections.get(url)
+    def get(self, config: Mapping[str, Any]) -> tuple[smtplib.SMTP, bool]:
+        """The pooled connection (``True``: reused) or a new one (``False``)."""
+        key = self.key(config)
+        entry = self.connections.get(key)
         if entry is not None:
             conn, last_used = entry
             if time.monotonic() - last_used < IDLE_CHECK:
-                return conn
+                return conn, True
             try:
                 if conn.noop()[0] == 250:
-                    return conn
+                    return conn, True
             except (OSError, smtplib.SMTPException):
                 pass
-            self.drop(url)
-        conn = self.open(url, timeout)
-        self.connections[url] = (conn, time.monotonic())
-        return conn
+            self.drop(config)
+        conn = self.open(config)
+        self.connections[key] = (conn, time.monotonic())
+        return conn, False
 
-    def touch(self, url: str) -> None:
-        if url in self.connections:
-            self.connections[url] = (self.connections[url][0], time.monotonic())
+    def touch(self, config: Mapping[str, Any]) -> None:
+        key = self.key(config)
+        if key in self.connections:
+            self.connections[key] = (self.connections[key][0], time.monotonic())
 
-    def drop(self, url: str) -> None:
-        entry = self.connections.pop(url, None)
+    def drop(self, config: Mapping[str, Any]) -> None:
+        entry = self.connections.pop(self.key(config), None)
         if entry is not None:
             with contextlib.suppress(Exception):
                 entry[0].close()
@@ -127,58 +172,97 @@ class EmailSink(Sink):
     def send(self, message: OutboundMessage, config: Mapping[str, Any]) -> str | None:
         email = build_message(message, _config_view(config))
         sender = email["From"].addresses[0].addr_spec
+        recipient = email["To"].addresses[0].addr_spec  # the domain in IDNA form
         with self.pool.lock:
-            return self._transaction(config, email, sender, message.to)
+            self._transaction(config, email.as_bytes(policy=WIRE_POLICY), sender, recipient)
+        return email["Message-ID"]
 
     def _transaction(
-        self, config: Mapping[str, Any], email: Any, sender: str, to: str
-    ) -> str | None:
-        url = config["smtp_url"]
-        for fresh in (False, True):
-            conn = self.pool.get(url, config["timeout"]) if not fresh else self._reopen(config)
+        self, config: Mapping[str, Any], payload: bytes, sender: str, recipient: str
+    ) -> None:
+        for _ in range(2):
+            conn, reused = self.pool.get(config)
             try:
                 code, reply = conn.mail(sender)
-            except (smtplib.SMTPServerDisconnected, OSError):
-                self.pool.drop(url)
-                continue  # a stale pooled connection: nothing was sent, open a new one
-            break
-        else:
-            raise RetryableError("SMTP connection lost before MAIL FROM")
+            except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                code, reply = None, exc.__class__.__name__
+            if code == 250:
+                break
+            if reused and code in (None, 421):
+                # the server closed the idle pooled connection: nothing was sent, open a new one
+                self.pool.drop(config)
+                continue
+            if code is None:
+                self.pool.drop(config)
+                raise RetryableError(f"SMTP connection lost at MAIL FROM: {reply}")
+            self._after_refusal(conn, config, code)
+            raise _classify(code, reply, "MAIL FROM")
         try:
-            if code != 250:
-                self._reset(conn)
-                raise _classify(code, reply, "MAIL FROM")
-            code, reply = conn.rcpt(to)
+            code, reply = conn.rcpt(recipient)
             if code not in (250, 251):
-                self._reset(conn)
+                self._after_refusal(conn, config, code)
                 raise _classify(code, reply, "RCPT TO")
+            code, reply = conn.docmd("DATA")
+            if code != 354:
+                self._after_refusal(conn, config, code)
+                raise _classify(code, reply, "DATA")
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            self.pool.drop(url)
+            self.pool.drop(config)
             raise RetryableError(
-                f"SMTP connection lost before DATA: {exc.__class__.__name__}"
+                f"SMTP connection lost before the message was sent: {exc.__class__.__name__}"
             ) from None
+        # from here on the server may hold the message whatever happens to the connection
         try:
-            code, reply = conn.data(email.as_bytes(policy=SMTP_POLICY))
-        except smtplib.SMTPDataError as exc:
-            raise _classify(exc.smtp_code, exc.smtp_error, "DATA") from None
-        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
-            self.pool.drop(url)
+            conn.send(_dot_stuffed(payload))
+            code, reply = conn.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:  # TimeoutError included
+            self.pool.drop(config)
             raise OutcomeUnknown(
                 f"SMTP connection lost during DATA: {exc.__class__.__name__}"
             ) from None
         if code != 250:
-            raise _classify(code, reply, "DATA")
-        self.pool.touch(url)
-        return email["Message-ID"]
+            self._after_refusal(conn, config, code)
+            raise _classify(code, reply, "end of DATA")
+        self.pool.touch(config)
 
-    def _reopen(self, config: Mapping[str, Any]) -> smtplib.SMTP:
-        self.pool.drop(config["smtp_url"])
-        return self.pool.get(config["smtp_url"], config["timeout"])
-
-    @staticmethod
-    def _reset(conn: smtplib.SMTP) -> None:
-        with contextlib.suppress(OSError, smtplib.SMTPException):
+    def _after_refusal(self, conn: smtplib.SMTP, config: Mapping[str, Any], code: int) -> None:
+        """Leave the pooled connection ready for the next message, or drop it."""
+        if code == 421:  # the server is closing the connection
+            self.pool.drop(config)
+            return
+        try:
             conn.rset()
+        except (OSError, smtplib.SMTPException):
+            self.pool.drop(config)
+
+
+def _dot_stuffed(payload: bytes) -> bytes:
+    """The DATA body as RFC 5321 §4.5.2 wants it: leading dots doubled, ending CRLF.CRLF."""
+    if not payload.endswith(b"\r\n"):
+        payload += b"\r\n"
+    return re.sub(rb"(?m)^\.", b"..", payload) + b".\r\n"
+
+
+def _connect_error(exc: BaseException, where: str) -> BaseException:
+    """Map a failure while connecting, securing or logging in to the sink's error kinds."""
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        if 400 <= exc.smtp_code < 500:
+            return RetryableError(f"SMTP login at {where} failed for now ({exc.smtp_code})")
+        return PermanentError(
+            f"SMTP login rejected at {where} ({exc.smtp_code}): check user and password"
+        )
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return PermanentError(f"SMTP server {where}: {exc}")  # no STARTTLS / no AUTH offered
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return PermanentError(
+            f"TLS certificate of {where} not trusted: {exc.verify_message} "
+            "(for a private CA set ca_file)"
+        )
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return _classify(exc.smtp_code, exc.smtp_error, f"connect to {where}")
+    if isinstance(exc, OSError | smtplib.SMTPException):
+        return RetryableError(f"SMTP server unreachable: {exc.__class__.__name__} ({where})")
+    return exc
 
 
 def _classify(code: int, reply: bytes | str, stage: str) -> Exception:
