@@ -27,7 +27,7 @@ from hub.logs import mask, mask_ids
 from hub.money import format_money
 from hub.quiet_hours import quiet_until, zone_for
 from hub.store import deliveries, delivery_log, events, journeys, steps, suppressions
-from hub.templates import TemplateMissing, locale_candidates
+from hub.templates import TemplateMissing, message_locales
 from hub.tenants import Flow, Tenant
 
 log = logging.getLogger("hub.engine")
@@ -344,13 +344,9 @@ class Engine:
         # its last update is when the person was last seen there
         opened = sa.func.coalesce(journeys.c.abandoned_at, journeys.c.last_update_at)
         if email:
-            match.append(
-                sa.and_(journeys.c.email == email, opened.between(since, occurred))
-            )
+            match.append(sa.and_(journeys.c.email == email, opened.between(since, occurred)))
         if phone:
-            match.append(
-                sa.and_(journeys.c.phone == phone, opened.between(since, occurred))
-            )
+            match.append(sa.and_(journeys.c.phone == phone, opened.between(since, occurred)))
         rows = conn.execute(
             self.store.lock(
                 conn, sa.select(journeys).where(journeys.c.tenant == tenant.slug, sa.or_(*match))
@@ -834,7 +830,7 @@ class Engine:
             delivery_id, attempts = existing.id, attempt + 1
             address = self._address_again(sink, config, event, context) or address
 
-        locales = locale_candidates((event.get("customer") or {}).get("locale"), tenant.locale)
+        locales = message_locales(sink, tenant, event)
         try:
             if sink.renders_templates:
                 locale, parts = self.hub.renderer.render(
@@ -1034,7 +1030,9 @@ class Engine:
         """What every template and sink sees (architecture §4), same for every channel."""
         event = journey.event
         customer = dict(event.get("customer") or {})
-        locale = (customer.get("locale") or tenant.locale).replace("-", "_")
+        # money and dates in the reader's language: the shop's staff read tickets
+        reader = tenant.staff_locale if getattr(sink, "audience", "") == "staff" else None
+        locale = (reader or customer.get("locale") or tenant.locale).replace("-", "_")
         customer["name"] = (
             " ".join(p for p in (customer.get("first_name"), customer.get("last_name")) if p)
             or None

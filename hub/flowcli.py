@@ -29,7 +29,7 @@ from hub.events import dump_event, first_error_field, load_event
 from hub.hookspecs import InboundRequest, OutboundMessage
 from hub.logs import mask
 from hub.store import Store
-from hub.templates import TemplateMissing, locale_candidates
+from hub.templates import TemplateMissing, message_locales
 
 
 @click.group("flow")
@@ -149,7 +149,7 @@ def _choose_channel(engine: Engine, tenant: Any, journey: Any, step: Any, event:
         if address is None:
             reasons.append(f"{name}: {reason}")
             continue
-        candidates = locale_candidates((event.get("customer") or {}).get("locale"), tenant.locale)
+        candidates = message_locales(sink, tenant, event)
         if not getattr(sink, "renders_templates", True):
             skipped = f" (skipped: {'; '.join(reasons)})" if reasons else ""
             return (

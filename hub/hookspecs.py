@@ -260,6 +260,9 @@ class Sink:
         by Meta): the hub then renders no ``<channel>.<locale>.<ext>`` files, a missing file is
         no failure, and :attr:`OutboundMessage.parts` is empty; ``locale`` is the customer's
         locale, else the tenant's.
+    ``audience``
+        ``"customer"`` (default) or ``"staff"``: messages for the shop's own people (tickets)
+        are written in the tenant's ``staff_locale``, not in the customer's language.
     """
 
     name: ClassVar[str]
@@ -269,6 +272,7 @@ class Sink:
     idempotent: ClassVar[bool] = False
     max_attempts: ClassVar[int] = 5
     renders_templates: ClassVar[bool] = True
+    audience: ClassVar[str] = "customer"
     template_dirs: ClassVar[tuple[str, ...]] = ()
 
     def address(

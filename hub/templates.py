@@ -22,6 +22,14 @@ class TemplateMissing(LookupError):
     """No template files for this name, channel and any acceptable locale."""
 
 
+def message_locales(sink: object, tenant: object, event: dict) -> list[str]:
+    """The languages to try for one message: staff read the tenant's ``staff_locale``,
+    customers their own locale first."""
+    if getattr(sink, "audience", "customer") == "staff":
+        return locale_candidates(tenant.staff_locale, tenant.locale)
+    return locale_candidates((event.get("customer") or {}).get("locale"), tenant.locale)
+
+
 def locale_candidates(customer_locale: str | None, tenant_locale: str) -> list[str]:
     """``de-AT`` → ``["de_AT", "de", <tenant>, "en"]`` without repeats."""
     out: list[str] = []

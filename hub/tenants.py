@@ -113,6 +113,7 @@ class Tenant:
     path: str
     timezone: ZoneInfo
     locale: str
+    staff_locale: str
     currency: str
     quiet_hours: tuple[time, time] | None
     frequency_cap: tuple[int, timedelta]
@@ -210,6 +211,7 @@ class TenantSchema(Schema):
     name = fields.String(required=True)
     timezone = fields.String(load_default="UTC")
     locale = fields.String(load_default="en")
+    staff_locale = fields.String(load_default=None)
     currency = fields.String(required=True, validate=validate.Regexp(r"^[A-Z]{3}$"))
     quiet_hours = fields.List(ClockField(), validate=validate.Length(equal=2), load_default=None)
     frequency_cap = fields.Nested(FrequencyCapSchema, load_default=None)
@@ -418,6 +420,7 @@ def load_tenant_file(
         path=file,
         timezone=tz,
         locale=core["locale"],
+        staff_locale=core["staff_locale"] or core["locale"],
         currency=core["currency"],
         quiet_hours=tuple(core["quiet_hours"]) if core["quiet_hours"] else None,
         frequency_cap=(cap["max"], cap["per"]) if cap else (1, timedelta(hours=12)),

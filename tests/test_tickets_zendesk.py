@@ -20,13 +20,13 @@ from hub.testing import Reply
 
 
 def abandon_big_cart(harness) -> None:  # noqa: ANN001
-    """Jane leaves 250 € behind; her browser spoke German."""
-    abandon(harness, amount=25000, locale="de")
+    """Jane leaves 250 € behind; her browser spoke English, the shop's staff read German."""
+    abandon(harness, amount=25000, locale="en")
 
 
 def zendesk_hub(hub_factory, zendesk, extra_sinks: str = "", channels=None, settings=None, **kw):  # noqa: ANN001, ANN003, ANN201
     sinks = zendesk_table(zendesk.url, **kw) + extra_sinks
-    tenant = ticket_tenant(sinks, step(channels or ["zendesk"]))
+    tenant = ticket_tenant(sinks, step(channels or ["zendesk"]), staff_locale="de")
     return hub_factory({"acme": tenant}, settings=ALLOW_LOOPBACK if settings is None else settings)
 
 
@@ -45,7 +45,8 @@ def test_stripe_abandonment_creates_one_private_zendesk_ticket(hub_factory, http
     [delivery] = harness.rows("deliveries")
     journey = harness.rows("journeys")[0]
     assert request.headers["Idempotency-Key"] == str(delivery.id)
-    assert ticket["subject"] == "Interessent anrufen: Jane Doe (250,00\xa0€)"  # customer locale
+    # the staff's language (staff_locale = "de"), money formatted as in German
+    assert ticket["subject"] == "Interessent anrufen: Jane Doe (250,00\xa0€)"
     assert ticket["priority"] == "high"
     assert ticket["group_id"] == 360001
     assert ticket["requester"] == {"name": "Jane Doe", "email": "jane@example.com"}

@@ -303,12 +303,13 @@ def step(channels: list[str], template: str = "call_prospect", when: str = "") -
     return text + (f"  when = {when}\n" if when else "")
 
 
-def ticket_tenant(sinks: str, steps: str) -> str:
+def ticket_tenant(sinks: str, steps: str, staff_locale: str = "en") -> str:
     """A shop selling through Stripe whose flow opens tickets for its sales staff."""
     return f"""
 name = "Acme Shoes"
 timezone = "Europe/Berlin"
 locale = "en"
+staff_locale = "{staff_locale}"
 currency = "EUR"
 
 [consent]

@@ -148,6 +148,7 @@ class HttpTicketSink(Sink):
 
     channel = "ticket"
     needs_consent = False
+    audience = "staff"  # tickets are read by the shop's team: tenant's staff_locale
 
     def __init__(self) -> None:
         self._session: requests.Session | None = None
