@@ -54,7 +54,10 @@ def unsubscribe(token: str) -> Response:
             "Unsubscribe",
             (
                 f"<h1>Unsubscribe</h1><p>Stop {escape(channel)} reminders from {shop}?</p>"
-                f'<form method="post"><button type="submit">Unsubscribe</button></form>'
+                f'<form method="post"><button type="submit">Unsubscribe from '
+                f"{escape(channel)}</button></form>"
+                f'<form method="post"><input type="hidden" name="scope" value="all">'
+                f'<button type="submit">Unsubscribe from everything</button></form>'
             ),
         )
     scope = "*" if request.form.get("scope") == "all" else channel

@@ -484,3 +484,92 @@ def test_inferred_abandonment_is_emitted_only_when_the_window_closes_quietly(hub
     s.event("checkout.converted", checkout="ck_1")
     s.run_until(T0 + timedelta(days=2))
     assert s.sent == []
+
+
+def test_a_step_job_that_runs_twice_sends_once(sim):
+    s = sim()
+    s.event()
+    [step] = s.steps()[:1]
+    s.now = step.due_at
+    assert s.engine.run_step(step.id, 0).endswith("sent")
+    assert s.engine.run_step(step.id, 0) == "nothing to do"
+    assert len(s.sent) == 1
+    assert len(s.harness.rows("deliveries")) == 1
+
+
+def test_simulate_prints_what_would_be_sent_when(tmp_path):
+    import json as _json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "tenants").mkdir()
+    (tmp_path / "tenants" / "acme.toml").write_text(
+        TENANT.format(
+            policy="not_opted_out", extra='quiet_hours = ["21:00", "08:00"]', outbox=tmp_path / "o"
+        )
+    )
+    events = [
+        {
+            "kind": "checkout.abandoned",
+            "event_key": "a",
+            "checkout_id": "c1",
+            "occurred_at": "2026-06-01T19:30:00+02:00",
+            "source": "stripe",
+            "stage": "payment",
+            "customer": {"email": "jane@example.com", "country": "DE"},
+            "cart": {"total": 4999, "currency": "EUR"},
+            "consent": {"email": "opt_in"},
+        },
+        {
+            "kind": "checkout.abandoned",
+            "event_key": "b",
+            "checkout_id": "c2",
+            "occurred_at": "2026-06-01T19:40:00+02:00",
+            "source": "stripe",
+            "customer": {"email": "max@example.com", "country": "DE"},
+            "cart": {"total": 1000, "currency": "EUR"},
+            "consent": {"email": "opt_out"},
+        },
+        {
+            "kind": "checkout.converted",
+            "event_key": "c",
+            "checkout_id": "c9",
+            "occurred_at": "2026-06-02T09:00:00+02:00",
+            "source": "stripe",
+            "customer": {"email": "jane@example.com"},
+        },
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(_json.dumps(e) for e in events))
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DATABASE_SCHEMA")}
+    env.update(HUB_CONFIG_DIR=str(tmp_path), HUB_VAR_DIR=str(tmp_path / "var"))
+    done = subprocess.run(
+        [sys.executable, "-m", "hub", "flow", "simulate", "acme", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
+    # 19:30 + 1 h = 20:30 is before the quiet hours: sent then
+    assert "2026-06-01 20:30:00 CEST  SEND journey 1 step 0 via email to j***@example.com" in out
+    assert "no consent (email: opt_out)" in out
+    # the 24 h discount step of journey 1 falls after the purchase: stopped
+    assert "converted; stopped journeys [1" in out
+    assert out.strip().endswith("1 message(s) would be sent")
+
+
+def test_unsubscribe_page_offers_one_channel_or_everything(sim):
+    s = sim()
+    s.event()
+    from hub.engine import link_serializer
+
+    token = link_serializer(s.hub.settings.secret_key, "unsubscribe").dumps([1, "email"])
+    page = s.harness.client.get(f"/u/{token}").get_data(as_text=True)
+    assert "Unsubscribe from email" in page and 'name="scope" value="all"' in page
+    assert s.harness.client.post(f"/u/{token}", data={"scope": "all"}).status_code == 200
+    [row] = s.harness.rows("suppressions")
+    assert (row.identity, row.channel) == ("jane@example.com", "*")
+    assert s.harness.client.get("/u/forged-token").status_code == 404

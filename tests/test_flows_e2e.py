@@ -3,15 +3,21 @@ person abandoning on two platforms."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+from datetime import UTC, datetime
 
+import pytest
 import redis
 from samples import stripe_event, stripe_headers, stripe_session, tenant_toml
 
 from plugins.digistore24.ipn import signed_body
 from plugins.digistore24.source import demo_fields
+from plugins.shopify.signature import sign as shopify_sign
+
+SHOP = "acme.myshopify.com"
 
 
 def test_a_scheduled_step_fires_within_two_seconds_of_its_due_time(hub_factory, smtp_server):
@@ -63,10 +69,54 @@ def test_when_redis_loses_the_scheduled_jobs_the_sweep_rebuilds_them(hub_factory
     assert harness.rows("deliveries")[0].status == "sent"
 
 
-def test_one_person_abandoning_on_two_platforms_gets_one_message(hub_factory, smtp_server):
-    extra = """
+def _digistore24(harness, email: str):  # noqa: ANN001, ANN202
+    ipn = signed_body(demo_fields(email=email, address_country="US"), "ds24-secret")
+    answer = harness.post(
+        "acme", "digistore24", ipn, content_type="application/x-www-form-urlencoded"
+    )
+    assert answer.status_code == 200 and answer.get_data() == b"OK"
+
+
+def _shopify(harness, email: str):  # noqa: ANN001, ANN202
+    now = datetime.now(UTC).isoformat()
+    body = json.dumps(
+        {
+            "id": 981820079255243537,
+            "token": "123123123",
+            "email": email,
+            "buyer_accepts_marketing": True,
+            "currency": "EUR",
+            "presentment_currency": "EUR",
+            "total_price": "49.99",
+            "line_items": [{"title": "Blue Mug", "quantity": 1, "price": "49.99"}],
+            "billing_address": {"first_name": "Jane", "country_code": "DE"},
+            "abandoned_checkout_url": "https://acme.example/1/checkouts/123123123/recover?key=abc",
+            "created_at": now,
+            "updated_at": now,
+            "completed_at": None,
+        }
+    ).encode()
+    headers = {
+        "X-Shopify-Topic": "checkouts/update",
+        "X-Shopify-Shop-Domain": SHOP,
+        "X-Shopify-Webhook-Id": "wh-1",
+        "X-Shopify-API-Version": "2026-07",
+        "X-Shopify-Hmac-Sha256": shopify_sign(body, "shpss-secret"),
+        "Content-Type": "application/json",
+    }
+    assert harness.post("acme", "shopify", body, headers).status_code == 202
+
+
+@pytest.mark.parametrize("second", [_digistore24, _shopify], ids=["digistore24", "shopify"])
+def test_one_person_abandoning_on_two_platforms_gets_one_message(hub_factory, smtp_server, second):
+    extra = f"""
 [sources.digistore24]
 ipn_passphrase = "ds24-secret"
+
+[sources.shopify]
+shop_domain = "{SHOP}"
+client_secret = "shpss-secret"
+abandon_after = "1s"
 """
     harness = hub_factory(
         {
@@ -81,15 +131,9 @@ ipn_passphrase = "ds24-secret"
     body = stripe_event(session=session)
     assert harness.post("acme", "stripe", body, stripe_headers(body)).status_code == 202
     smtp_server.wait_for_messages(1)
-    ipn = signed_body(
-        demo_fields(email="jane.doe@example.com", address_country="US"), "ds24-secret"
-    )
-    answer = harness.post(
-        "acme", "digistore24", ipn, content_type="application/x-www-form-urlencoded"
-    )
-    assert answer.status_code == 200 and answer.get_data() == b"OK"
+    second(harness, "jane.doe@example.com")
     harness.wait_for(lambda: len(harness.rows("deliveries")) == 2, message="second journey's step")
-    first, second = harness.rows("deliveries")
+    first, other = harness.rows("deliveries")
     assert first.status == "sent"
-    assert second.status == "skipped" and second.reason.startswith("frequency cap")
+    assert other.status == "skipped" and other.reason.startswith("frequency cap")
     assert len(smtp_server.messages) == 1

@@ -228,3 +228,25 @@ def test_database_outage_answers_503_so_the_platform_retries(hub_factory, smtp_s
     answer = harness.post("acme", "stripe", body, stripe_headers(body))
     assert answer.status_code == 503
     assert answer.headers["Retry-After"] == "30"
+
+
+def test_wrong_secret_and_another_tenants_secret_are_rejected(hub_factory, smtp_server):
+    harness = hub_factory(
+        {
+            "acme": tenant_toml(smtp_url=smtp_server.url),
+            "beta": tenant_toml(
+                smtp_url=smtp_server.url, name="Beta", stripe_secret="whsec_beta_secret"
+            ),
+        }
+    )
+    body = stripe_event()
+    assert (
+        harness.post("acme", "stripe", body, stripe_headers(body, "whsec_wrong")).status_code == 401
+    )
+    # acme's correctly signed delivery posted to beta's URL: beta's secret does not verify it
+    assert harness.post("beta", "stripe", body, stripe_headers(body)).status_code == 401
+    assert (
+        harness.post("acme", "stripe", body, {"Content-Type": "application/json"}).status_code
+        == 401
+    )
+    assert harness.rows("events") == []
