@@ -72,7 +72,10 @@ def format_mailbox(address: Address, header_name: str) -> str:
     if address.display_name.isascii():
         return str(address)  # Address quotes a name with specials ("Acme, Inc.")
     name = Header(address.display_name, "utf-8", header_name=header_name).encode()
-    return f"{name} <{address.addr_spec}>"
+    lines = name.split("\n")
+    used = len(lines[-1]) + (len(header_name) + 2 if len(lines) == 1 else 0)
+    fold = "\n " if used + len(address.addr_spec) + 3 > 78 else " "
+    return f"{name}{fold}<{address.addr_spec}>"
 
 
 def encode_text(text: str, header_name: str) -> str:
@@ -146,13 +149,9 @@ def build_message(message: OutboundMessage, config: Mapping[str, Any]) -> EmailM
         email.set_raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
     # Gmail's Feedback-ID groups complaints per tenant and campaign without exposing the person
     email.set_raw("Feedback-ID", f"step{message.step_index}:{message.tenant}:recovery:{domain}")
-    email["Content-Language"] = message.locale.replace("_", "-")
     # not a Gmail requirement; out-of-office responders (RFC 3834 practice) stay silent on it,
     # so the shop's Reply-To inbox is not flooded with vacation replies
     email["Precedence"] = "bulk"
-    for key, value in message.headers.items():
-        del email[key]
-        email[key] = value
     # quoted-printable keeps every line under SMTP's 998-octet limit whatever the template does
     if "txt" in parts:
         email.set_content(parts["txt"], cte="quoted-printable")
@@ -160,4 +159,9 @@ def build_message(message: OutboundMessage, config: Mapping[str, Any]) -> EmailM
             email.add_alternative(parts["html"], subtype="html", cte="quoted-printable")
     else:
         email.set_content(parts["html"], subtype="html", cte="quoted-printable")
+    # after the body: set_content() clears every Content-* header already set
+    email["Content-Language"] = message.locale.replace("_", "-")
+    for key, value in message.headers.items():
+        del email[key]
+        email[key] = value
     return email

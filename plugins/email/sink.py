@@ -185,7 +185,7 @@ class EmailSink(Sink):
             try:
                 code, reply = conn.mail(sender)
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
-                code, reply = None, exc.__class__.__name__
+                code, reply = None, _describe(exc)
             if code == 250:
                 break
             if reused and code in (None, 421):
@@ -209,7 +209,7 @@ class EmailSink(Sink):
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self.pool.drop(config)
             raise RetryableError(
-                f"SMTP connection lost before the message was sent: {exc.__class__.__name__}"
+                f"SMTP connection lost before the message was sent: {_describe(exc)}"
             ) from None
         # from here on the server may hold the message whatever happens to the connection
         try:
@@ -217,9 +217,7 @@ class EmailSink(Sink):
             code, reply = conn.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:  # TimeoutError included
             self.pool.drop(config)
-            raise OutcomeUnknown(
-                f"SMTP connection lost during DATA: {exc.__class__.__name__}"
-            ) from None
+            raise OutcomeUnknown(f"SMTP connection lost during DATA: {_describe(exc)}") from None
         if code != 250:
             self._after_refusal(conn, config, code)
             raise _classify(code, reply, "end of DATA")
@@ -261,8 +259,14 @@ def _connect_error(exc: BaseException, where: str) -> BaseException:
     if isinstance(exc, smtplib.SMTPResponseException):
         return _classify(exc.smtp_code, exc.smtp_error, f"connect to {where}")
     if isinstance(exc, OSError | smtplib.SMTPException):
-        return RetryableError(f"SMTP server unreachable: {exc.__class__.__name__} ({where})")
+        return RetryableError(f"SMTP server unreachable: {_describe(exc)} ({where})")
     return exc
+
+
+def _describe(exc: BaseException) -> str:
+    """``ConnectionRefusedError: [Errno 111] Connection refused`` — type and text, no secrets."""
+    text = str(exc)
+    return f"{exc.__class__.__name__}: {text[:160]}" if text else exc.__class__.__name__
 
 
 def _classify(code: int, reply: bytes | str, stage: str) -> Exception:
