@@ -859,3 +859,35 @@ def test_rejected_login_falls_back_to_the_next_channel(
     assert fallback.sink == "outbox"
     assert list((outbox / "acme").glob("*.eml"))
     assert server.messages == []
+
+
+def test_the_rendered_examples_in_the_docs_are_what_the_templates_produce(
+    renderer: Renderer,
+) -> None:
+    from hub.money import format_money
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "email.md").read_text()
+    for name, locale in (("discount", "de"), ("reminder", "en")):
+        money = {n: format_money(n, "EUR", locale) for n in (7997, 4999, 1499)}
+        example = context(
+            cart={
+                "total_display": money[7997],
+                "currency": "EUR",
+                "items": [
+                    {"name": "Trail Runner", "quantity": 1, "unit_price_display": money[4999]},
+                    {"name": "Wool Socks", "quantity": 2, "unit_price_display": money[1499]},
+                ],
+            },
+            recovery_url="https://hub.example.com/r/WzQyLDEsImVtYWlsIl0.Q2xp",
+            unsubscribe_url="https://hub.example.com/u/WzQyLCJlbWFpbCJd.x7Kq",
+            offer={"promo_code": "COMEBACK10", "text": "10 % off your order"},
+            tenant={
+                "name": "Acme Shoes",
+                "support": "+49 30 1234567 · help@acme.example",
+                "slug": "acme",
+            },
+        )
+        _, parts = renderer.render("acme", name, "email", [locale], example)
+        shown = f"Subject: {parts['subject'].strip()}\n\n{parts['txt']}"
+        # Babel's no-break space before € is written as a plain one in the docs
+        assert shown.replace("\xa0", " ") in docs, f"{name}/{locale} in docs/email.md is stale"
