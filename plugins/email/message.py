@@ -95,13 +95,6 @@ def encode_text(text: str, header_name: str) -> str:
     return "\n ".join(lines)
 
 
-def sender_domain(sender: str) -> str:
-    try:
-        return parse_mailbox(sender).domain
-    except ValueError:
-        return "localhost"
-
-
 def build_message(message: OutboundMessage, config: Mapping[str, Any]) -> EmailMessage:
     """Subject/txt/html parts → a multipart/alternative message with the headers bulk senders
     need: Message-ID, Date, List-Unsubscribe (+ mailto when configured),
