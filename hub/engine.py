@@ -38,6 +38,19 @@ SENT_STATUSES = ("sent", "delivered", "read")
 EARLY_SLACK = timedelta(seconds=1.5)
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """One try of one ledger row: what every record of its outcome needs."""
+
+    delivery_id: int
+    journey: Any
+    step_index: int
+    step_id: int
+    sink: str
+    channel: str
+    attempts: int
+
+
 @dataclass
 class Effects:
     """Work to hand to RQ once the transaction that decided it has committed."""
@@ -753,13 +766,16 @@ class Engine:
             if existing.status == "unknown":
                 return "outcome unknown; not resent", True
             if existing.status == "sending" and not (sink and sink.idempotent):
-                self._set_delivery(
-                    existing.id,
-                    journey,
-                    step_index,
-                    sink_name,
-                    channel,
-                    existing.attempts,
+                self._record(
+                    _Attempt(
+                        existing.id,
+                        journey,
+                        step_index,
+                        step_id,
+                        sink_name,
+                        channel,
+                        existing.attempts,
+                    ),
                     "unknown",
                     "interrupted while sending; not resent (provider has no dedupe)",
                 )
@@ -830,6 +846,9 @@ class Engine:
             delivery_id, attempts = existing.id, attempt + 1
             address = self._address_again(sink, config, event, context) or address
 
+        attempt_row = _Attempt(
+            delivery_id, journey, step_index, step_id, sink_name, channel, attempts
+        )
         locales = message_locales(sink, tenant, event)
         try:
             if sink.renders_templates:
@@ -839,25 +858,9 @@ class Engine:
             else:  # the text lives at the provider (WhatsApp templates): nothing to render
                 locale, parts = locales[0], {}
         except TemplateMissing as exc:
-            return self._failed(
-                delivery_id,
-                journey,
-                step_index,
-                sink_name,
-                channel,
-                attempts,
-                f"template missing: {exc}",
-            )
+            return self._failed(attempt_row, f"template missing: {exc}")
         except Exception as exc:
-            return self._failed(
-                delivery_id,
-                journey,
-                step_index,
-                sink_name,
-                channel,
-                attempts,
-                f"template error: {exc}",
-            )
+            return self._failed(attempt_row, f"template error: {exc}")
         message = OutboundMessage(
             tenant=tenant.slug,
             journey_id=journey.id,
@@ -874,77 +877,25 @@ class Engine:
             provider_id = sink.send(message, config)
         except RetryableError as exc:
             if attempts >= sink.max_attempts:
-                return self._failed(
-                    delivery_id,
-                    journey,
-                    step_index,
-                    sink_name,
-                    channel,
-                    attempts,
-                    f"gave up after {attempts} attempts: {exc.reason}",
-                )
+                return self._failed(attempt_row, f"gave up after {attempts} attempts: {exc.reason}")
             delay = self.backoff(attempts, exc.retry_after)
-            self._set_delivery(
-                delivery_id,
-                journey,
-                step_index,
-                sink_name,
-                channel,
-                attempts,
-                "retrying",
-                f"{exc.reason}; retry in {delay:.0f}s",
-            )
-            self.hub.queues.schedule_step(
-                step_id, self.clock() + timedelta(seconds=delay), attempts
-            )
-            return "retrying", True
+            return self._retry_later(attempt_row, delay, f"{exc.reason}; retry in {delay:.0f}s")
         except PermanentError as exc:
-            return self._failed(
-                delivery_id, journey, step_index, sink_name, channel, attempts, exc.reason
-            )
+            return self._failed(attempt_row, exc.reason)
         except Exception as exc:  # OutcomeUnknown or a plugin's own bug mid-send
             reason = exc.args[0] if isinstance(exc, OutcomeUnknown) and exc.args else repr(exc)
             if not isinstance(exc, OutcomeUnknown):
                 log.exception("sink %s raised", sink_name)
             if sink.idempotent and attempts < sink.max_attempts:
-                delay = self.backoff(attempts, None)
-                self._set_delivery(
-                    delivery_id,
-                    journey,
-                    step_index,
-                    sink_name,
-                    channel,
-                    attempts,
-                    "retrying",
+                return self._retry_later(
+                    attempt_row,
+                    self.backoff(attempts, None),
                     f"{reason}; provider dedupes, retrying",
                 )
-                self.hub.queues.schedule_step(
-                    step_id, self.clock() + timedelta(seconds=delay), attempts
-                )
-                return "retrying", True
-            self._set_delivery(
-                delivery_id,
-                journey,
-                step_index,
-                sink_name,
-                channel,
-                attempts,
-                "unknown",
-                f"outcome unknown: {reason}",
-            )
+            self._record(attempt_row, "unknown", f"outcome unknown: {reason}")
             self._finish_step(step_id, journey, step_index, "unknown", str(reason))
             return "unknown", True
-        self._set_delivery(
-            delivery_id,
-            journey,
-            step_index,
-            sink_name,
-            channel,
-            attempts,
-            "sent",
-            None,
-            provider_id=provider_id,
-        )
+        self._record(attempt_row, "sent", None, provider_id=provider_id)
         with self.store.begin() as conn:
             conn.execute(
                 sa.update(steps)
@@ -967,52 +918,50 @@ class Engine:
         except Exception:
             return None
 
-    def _failed(
-        self,
-        delivery_id: int,
-        journey: Any,
-        step_index: int,
-        sink_name: str,
-        channel: str,
-        attempts: int,
-        reason: str,
-    ) -> tuple[str, bool]:
-        self._set_delivery(
-            delivery_id, journey, step_index, sink_name, channel, attempts, "failed", reason
-        )
+    def _failed(self, attempt: _Attempt, reason: str) -> tuple[str, bool]:
+        """A permanent failure of this channel: the step goes on with the next one."""
+        self._record(attempt, "failed", reason)
         return f"failed ({reason})", False
 
-    def _set_delivery(
-        self,
-        delivery_id: int,
-        journey: Any,
-        step_index: int,
-        sink_name: str,
-        channel: str,
-        attempts: int,
-        status: str,
-        reason: str | None,
-        provider_id: str | None = None,
+    def _retry_later(self, attempt: _Attempt, delay: float, reason: str) -> tuple[str, bool]:
+        """Schedule the step again; the retry job claims the ledger row by its attempt count."""
+        self._record(attempt, "retrying", reason)
+        self.hub.queues.schedule_step(
+            attempt.step_id, self.clock() + timedelta(seconds=delay), attempt.attempts
+        )
+        return "retrying", True
+
+    def _record(
+        self, attempt: _Attempt, status: str, reason: str | None, provider_id: str | None = None
     ) -> None:
+        """Update the ledger row and append the attempt to the delivery log."""
         now = self.clock()
         values: dict[str, Any] = dict(status=status, reason=reason, updated_at=now)
         if status == "sent":
             values.update(sent_at=now, provider_id=provider_id)
         with self.store.begin() as conn:
             conn.execute(
-                sa.update(deliveries).where(deliveries.c.id == delivery_id).values(**values)
+                sa.update(deliveries).where(deliveries.c.id == attempt.delivery_id).values(**values)
             )
             self._log(
-                conn, journey, step_index, sink_name, channel, delivery_id, attempts, status, reason
+                conn,
+                attempt.journey,
+                attempt.step_index,
+                attempt.sink,
+                attempt.channel,
+                attempt.delivery_id,
+                attempt.attempts,
+                status,
+                reason,
             )
         if status != "sent":
             log.info(
                 "delivery journey=%s step=%s sink=%s outcome=%s attempt=%s reason=%s",
-                journey.id,
-                step_index,
-                sink_name,
+                attempt.journey.id,
+                attempt.step_index,
+                attempt.sink,
                 status,
-                attempts,
+                attempt.attempts,
                 reason,
             )
 
