@@ -136,27 +136,38 @@ def safe_session(allowed: Iterable[str] = (), user_agent: str | None = None) -> 
     return session
 
 
+def exception_chain(exc: BaseException):  # noqa: ANN201 - Iterator[BaseException]
+    """Every exception inside a ``requests`` error: args, causes, contexts and urllib3's
+    ``reason``, each once. ``requests`` nests urllib3's errors several levels deep."""
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or not isinstance(item, BaseException):
+            continue
+        seen.add(id(item))
+        yield item
+        stack.extend(item.args)
+        stack.extend(x for x in (item.__cause__, item.__context__) if x is not None)
+        stack.append(getattr(item, "reason", None))
+
+
 def blocked_reason(exc: BaseException) -> str | None:
     """The :class:`BlockedAddress` message inside a ``requests`` error, if that is its cause.
 
     Sinks use it to turn a refused destination into a permanent failure, not a retry.
     """
-    seen: set[int] = set()
-    stack: list[object] = [exc]
-    while stack:
-        item = stack.pop()
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, BlockedAddress):
-            return str(item)
-        if isinstance(item, BaseException):
-            stack.extend(item.args)
-            stack.extend(x for x in (item.__cause__, item.__context__) if x is not None)
-            reason = getattr(item, "reason", None)
-            if reason is not None:
-                stack.append(reason)
-    return None
+    return next((str(e) for e in exception_chain(exc) if isinstance(e, BlockedAddress)), None)
+
+
+def never_connected(exc: BaseException) -> bool:
+    """True when the error proves no byte of the request reached the server: a refused or
+    timed-out connect, a name that does not resolve, or a refused destination. A sink may
+    retry those safely; anything else (a connection lost after sending) may have arrived."""
+    return any(
+        isinstance(e, NewConnectionError | ConnectTimeoutError | socket.gaierror | BlockedAddress)
+        for e in exception_chain(exc)
+    )
 
 
 def retry_after_seconds(value: str | None, now: float | datetime | None = None) -> float | None:

@@ -23,17 +23,15 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from marshmallow import ValidationError, fields, validate
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from hub import OutboundMessage, OutcomeUnknown, PermanentError, RetryableError, Sink
-from hub.http import blocked_reason, retry_after_seconds, safe_session
+from hub.http import blocked_reason, never_connected, retry_after_seconds, safe_session
 
 log = logging.getLogger("hub.tickets")
 
@@ -86,28 +84,6 @@ def ticket_text(message: OutboundMessage) -> tuple[str, str]:
             "ticket.<locale>.txt files"
         )
     return subject, body
-
-
-def _failed_before_sending(exc: BaseException) -> bool:
-    """True when the error proves no byte of the request reached the server.
-
-    urllib3 reports refused and timed-out connects as ``NewConnectionError`` /
-    ``ConnectTimeoutError``; ``hub.http`` reports an unresolvable host with the ``gaierror``
-    in the chain. Anything else (a dropped connection after sending) may have been received.
-    """
-    seen: set[int] = set()
-    stack: list[object] = [exc]
-    while stack:
-        item = stack.pop()
-        if id(item) in seen or not isinstance(item, BaseException):
-            continue
-        seen.add(id(item))
-        if isinstance(item, NewConnectionError | ConnectTimeoutError | socket.gaierror):
-            return True
-        stack.extend(item.args)
-        stack.extend(x for x in (item.__cause__, item.__context__) if x is not None)
-        stack.append(getattr(item, "reason", None))
-    return False
 
 
 def _read_capped(response: requests.Response) -> bytes:
@@ -228,7 +204,7 @@ def _transport_error(
     if isinstance(exc, requests.exceptions.SSLError):
         return PermanentError(f"{what}: TLS failure: {exc}")
     if isinstance(exc, requests.exceptions.ConnectTimeout) or (
-        isinstance(exc, requests.exceptions.ConnectionError) and _failed_before_sending(exc)
+        isinstance(exc, requests.exceptions.ConnectionError) and never_connected(exc)
     ):
         return RetryableError(f"{what}: could not connect ({exc.__class__.__name__})")
     if isinstance(exc, requests.exceptions.Timeout | requests.exceptions.ConnectionError):

@@ -12,10 +12,9 @@ import logging
 from typing import Any
 
 import requests
-from urllib3.exceptions import NewConnectionError
 
 from hub import OutcomeUnknown, PermanentError, RetryableError
-from hub.http import blocked_reason, retry_after_seconds
+from hub.http import blocked_reason, never_connected, retry_after_seconds
 
 log = logging.getLogger("hub.whatsapp")
 
@@ -119,36 +118,7 @@ def classify_transport(exc: requests.RequestException) -> Exception:
     if isinstance(exc, requests.exceptions.SSLError):
         return RetryableError("TLS handshake with the Graph API failed")
     if isinstance(exc, requests.exceptions.ConnectionError):
-        if _never_connected(exc):
+        if never_connected(exc):
             return RetryableError("Graph API unreachable (no connection)")
         return OutcomeUnknown("connection to the Graph API lost mid-request")
     return PermanentError(f"request to the Graph API impossible: {exc.__class__.__name__}")
-
-
-def _never_connected(exc: BaseException) -> bool:
-    """True when the failure happened while connecting (refused, timed out, DNS).
-
-    ``hub.http`` reports those as urllib3's ``NewConnectionError`` or, for a failed lookup, a
-    ``requests`` ConnectionError raised inside the connect step (nested in the outer one).
-    """
-    stack: list[object] = [exc]
-    seen: set[int] = set()
-    while stack:
-        item = stack.pop()
-        if id(item) in seen or not isinstance(item, BaseException):
-            continue
-        seen.add(id(item))
-        if isinstance(item, NewConnectionError):
-            return True
-        if (
-            item is not exc
-            and isinstance(item, requests.exceptions.ConnectionError)
-            and not (item.args and isinstance(item.args[0], BaseException))
-        ):
-            return True  # raised by the resolver check itself, with a plain message
-        stack.extend(item.args)
-        stack.extend(x for x in (item.__cause__, item.__context__) if x is not None)
-        reason = getattr(item, "reason", None)
-        if reason is not None:
-            stack.append(reason)
-    return False
