@@ -4,6 +4,11 @@ A step's ``template`` is looked up as ``templates/<tenant>/<name>/``, then ``tem
 under the config dir, then in the template dirs sinks declare, then the hub's defaults. The
 language is the first of the customer's locale, its language, the tenant's locale and ``en`` for
 which files exist.
+
+A template may ``{% extends "_layouts/<file>" %}``: the ``_layouts`` folder is looked up in the
+same order (``templates/<tenant>/_layouts/``, ``templates/_layouts/``, the sinks' dirs, the
+hub's defaults), so a tenant restyles every message by copying one layout into its config dir.
+``_layouts`` is never a template name itself.
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChainableUndefined, FileSystemLoader
+from jinja2 import ChainableUndefined, ChoiceLoader, FileSystemLoader, PrefixLoader
 from jinja2.sandbox import SandboxedEnvironment
 
 DEFAULT_DIR = Path(__file__).parent / "default_templates"
+LAYOUTS = "_layouts"  # shared layouts next to the template folders, never a template name
 
 
 class TemplateMissing(LookupError):
@@ -52,29 +58,43 @@ class Renderer:
         self.sink_dirs: list[Path] = []
         for sink in registry.sinks.values():
             self.sink_dirs.extend(Path(d) for d in getattr(sink, "template_dirs", ()))
-        self._envs: dict[Path, SandboxedEnvironment] = {}
+        self._envs: dict[tuple[Path, tuple[str, ...]], SandboxedEnvironment] = {}
 
-    def _env(self, directory: Path) -> SandboxedEnvironment:
-        env = self._envs.get(directory)
+    def _env(self, tenant: str, directory: Path) -> SandboxedEnvironment:
+        """The environment for one template folder: its own files by plain name, the layouts
+        this tenant sees under ``_layouts/``. Cached per folder and set of layout folders, so
+        tenants without layouts of their own share one cache of compiled templates."""
+        layout_dirs = tuple(str(d) for d in self.layout_dirs(tenant) if d.is_dir())
+        env = self._envs.get((directory, layout_dirs))
         if env is None:
             env = SandboxedEnvironment(
-                loader=FileSystemLoader(str(directory)),
+                loader=ChoiceLoader(
+                    [
+                        PrefixLoader({LAYOUTS: FileSystemLoader(list(layout_dirs))}),
+                        FileSystemLoader(str(directory)),
+                    ]
+                ),
                 autoescape=lambda name: bool(name) and name.endswith((".html", ".htm")),
                 undefined=ChainableUndefined,  # an optional field left out renders empty
                 keep_trailing_newline=True,
             )
             env.filters.update(self.filters)
-            self._envs[directory] = env
+            self._envs[(directory, layout_dirs)] = env
         return env
 
+    def layout_dirs(self, tenant: str) -> list[Path]:
+        """Where ``_layouts/<file>`` is looked up, first match wins: the same order as
+        templates, so the tenant's own layout beats the config dir's, which beats the hub's."""
+        return [root / LAYOUTS for root in self._roots(tenant)]
+
+    def _roots(self, tenant: str) -> list[Path]:
+        templates = self.config_dir / "templates"
+        return [templates / tenant, templates, *self.sink_dirs, DEFAULT_DIR]
+
     def search_dirs(self, tenant: str, name: str) -> list[Path]:
-        roots = [
-            self.config_dir / "templates" / tenant / name,
-            self.config_dir / "templates" / name,
-        ]
-        roots += [d / name for d in self.sink_dirs]
-        roots.append(DEFAULT_DIR / name)
-        return [d for d in roots if d.is_dir()]
+        if name == LAYOUTS:  # its files look like templates (email.en.html) but are not
+            return []
+        return [d for d in (root / name for root in self._roots(tenant)) if d.is_dir()]
 
     def find(
         self, tenant: str, name: str, channel: str, locales: Iterable[str]
@@ -102,7 +122,7 @@ class Renderer:
     ) -> tuple[str, dict[str, str]]:
         """Render every file of the template; returns (locale used, {ext: text})."""
         directory, locale, files = self.find(tenant, name, channel, locales)
-        env = self._env(directory)
+        env = self._env(tenant, directory)
         parts = {
             ext: env.get_template(fname).render(**context, locale=locale)
             for ext, fname in files.items()
