@@ -52,8 +52,8 @@ def main(argv: list[str]) -> int:
     os.chdir(ROOT)
     if command == "setup":
         return 0
-    if command == "run":
-        return subprocess.call([str(BIN / "hub"), "run", *rest])
+    if command == "run":  # become the hub, so Ctrl-C and SIGTERM reach it directly
+        os.execv(str(BIN / "hub"), [str(BIN / "hub"), "run", *rest])
     if command == "lint":
         return subprocess.call([str(BIN / "ruff"), "check", "."])
     if command == "bench":

@@ -82,6 +82,9 @@ def run_command(host: str, port: int) -> None:
         click.echo(f"  tenant {slug:<16} source {source:<12} POST {url}")
     click.echo("Try it: in another terminal run `hub demo`. Ctrl-C stops everything.")
     app = hub_app()
+    # SIGTERM (systemd, `timeout`, a container stop) must reach the finally below, which stops
+    # the worker and the embedded Redis; Python's default would just die and orphan them
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         run_simple(host, port, app, threaded=True, use_reloader=False)
     finally:
