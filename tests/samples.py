@@ -115,7 +115,11 @@ def tenant_toml(
     name: str = "Acme Shoes",
     stripe_secret: str = STRIPE_SECRET,
     steps: str | None = None,
+    sources: str | None = None,
+    locale: str = "en",
 ) -> str:
+    """A tenant file with one e-mail step; ``sources`` replaces the Stripe table."""
+    sources = sources or f'[sources.stripe]\nwebhook_secret = "{stripe_secret}"'
     steps = (
         steps
         or f"""
@@ -128,15 +132,14 @@ def tenant_toml(
     return f"""
 name = "{name}"
 timezone = "Europe/Berlin"
-locale = "en"
+locale = "{locale}"
 currency = "EUR"
 support = "help@acme.example"
 
 [consent]
 email = "{consent}"
 
-[sources.stripe]
-webhook_secret = "{stripe_secret}"
+{sources}
 
 [sinks.email]
 smtp_url = "{smtp_url}"

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import pytest
+from samples import tenant_toml
 
 from plugins.digistore24.ipn import read_form, sign, signed_body, signing_string
 from plugins.digistore24.source import Digistore24Source, demo_fields
@@ -24,29 +25,13 @@ def tenant(
     after: str = "1h",
     name: str = "Acme Guides",
 ) -> str:
-    return f"""
-name = "{name}"
-timezone = "Europe/Berlin"
-locale = "de"
-currency = "EUR"
-
-[consent]
-email = "opt_in"
-
-[sources.digistore24]
-ipn_passphrase = "{passphrase}"
-
-[sinks.email]
-smtp_url = "{smtp_url}"
-from = "Acme <shop@acme.example>"
-
-[[flows]]
-name = "leads"
-  [[flows.steps]]
-  after = "{after}"
-  channels = ["email"]
-  template = "reminder"
-"""
+    return tenant_toml(
+        smtp_url=smtp_url,
+        after=after,
+        name=name,
+        locale="de",
+        sources=f'[sources.digistore24]\nipn_passphrase = "{passphrase}"',
+    )
 
 
 def contact(**overrides: str) -> dict[str, str]:

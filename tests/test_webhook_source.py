@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import time_machine
 from marshmallow import Schema, fields
+from samples import tenant_toml
 
 from hub import VerificationError
 from plugins.webhook.schema import event_json_schema, object_schema, schema_text
@@ -32,30 +33,13 @@ def tenant(
     name: str = "Acme Shoes",
 ) -> str:
     previous_line = f"previous_secrets = {json.dumps(list(previous))}" if previous else ""
-    return f"""
-name = "{name}"
-timezone = "Europe/Berlin"
-locale = "de"
-currency = "EUR"
-
-[consent]
-email = "opt_in"
-
-[sources.webhook]
-secret = "{secret}"
-{previous_line}
-
-[sinks.email]
-smtp_url = "{smtp_url}"
-from = "Acme <shop@acme.example>"
-
-[[flows]]
-name = "default"
-  [[flows.steps]]
-  after = "{after}"
-  channels = ["email"]
-  template = "reminder"
-"""
+    return tenant_toml(
+        smtp_url=smtp_url,
+        after=after,
+        name=name,
+        locale="de",
+        sources=f'[sources.webhook]\nsecret = "{secret}"\n{previous_line}',
+    )
 
 
 def abandoned(checkout_id: str = "cart_8812", **overrides) -> dict:  # noqa: ANN003
