@@ -463,8 +463,8 @@ class Engine:
         if window is None:
             return "recorded (this source does not infer abandonment for this tenant)"
         update_at = event["occurred_at"]
-        if journey is not None and journey.last_update_at and journey.last_update_at >= update_at:
-            return "ignored: an update at least as new is already known"
+        if journey is not None and _known_update_is_newer(journey, update_at, event_id):
+            return "ignored: a newer update is already known"
         values = dict(
             status="pending",
             event=_jsonable(event),
@@ -1083,6 +1083,17 @@ class Engine:
         if any(counts.values()):
             log.info("sweep re-queued %s", counts)
         return counts
+
+
+def _known_update_is_newer(journey: Any, update_at: datetime, event_id: int) -> bool:
+    """Order updates by the platform's time, then by arrival: platforms such as Shopify stamp
+    whole seconds, so a create and the update typed a moment later carry one timestamp, and the
+    one stored later (the higher event id) is the newer state of the checkout."""
+    if journey.last_update_at is None:
+        return False
+    if journey.last_update_at != update_at:
+        return journey.last_update_at > update_at
+    return journey.event_id is not None and journey.event_id > event_id
 
 
 def _identity_key(address: str) -> str:

@@ -735,6 +735,36 @@ def test_a_second_update_restarts_the_window(hub_factory, smtp_server):
     assert len(smtp_server.messages) == 1
 
 
+def test_an_update_in_the_same_second_wins_over_the_create(hub_factory, smtp_server):
+    """Shopify's ``updated_at`` has whole seconds: the buyer typing an e-mail right after the
+    checkout was created gives two callbacks with one timestamp; the later arrival wins."""
+    harness = hub_factory({"acme": shopify_tenant(smtp_server.url, abandon_after="2s")})
+    start_ready_worker(harness)
+    same_second = start_of_next_second()
+    created = encode(checkout(updated_at=same_second, email=None, customer=None, phone=None))
+    harness.post("acme", "shopify", created, shopify_headers(created, "checkouts/create"))
+    wait_processed(harness, 1)
+    typed = encode(checkout(updated_at=same_second, email="late@example.com", phone=None))
+    harness.post("acme", "shopify", typed, shopify_headers(typed))
+    [mail] = smtp_server.wait_for_messages(1)
+    assert mail["To"] == "late@example.com"
+    [journey] = harness.rows("journeys")
+    assert journey.email == "late@example.com"
+
+
+def test_an_older_update_arriving_late_is_still_ignored(hub_factory, smtp_server):
+    harness = hub_factory({"acme": shopify_tenant(smtp_server.url, abandon_after="2s")})
+    start_ready_worker(harness)
+    newer_at = start_of_next_second()
+    newer = encode(checkout(updated_at=newer_at, email="new@example.com"))
+    harness.post("acme", "shopify", newer, shopify_headers(newer))
+    wait_processed(harness, 1)
+    older = encode(checkout(updated_at=newer_at - timedelta(seconds=1), email="old@example.com"))
+    harness.post("acme", "shopify", older, shopify_headers(older))
+    [mail] = smtp_server.wait_for_messages(1)
+    assert mail["To"] == "new@example.com"
+
+
 @pytest.mark.parametrize(
     ("topic", "payload", "status", "kind"),
     [
