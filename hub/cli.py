@@ -117,6 +117,7 @@ def worker_command(burst: bool, max_idle_time: int | None, sweep_interval: float
     from rq import SimpleWorker
 
     from hub.engine import Engine
+    from hub.queues import DEQUEUE_STRATEGY
 
     hub = current_hub()
     _report_problems(hub)
@@ -145,6 +146,7 @@ def worker_command(burst: bool, max_idle_time: int | None, sweep_interval: float
     try:
         worker.work(
             with_scheduler=True,
+            dequeue_strategy=DEQUEUE_STRATEGY,
             burst=burst,
             max_idle_time=max_idle_time,
             logging_level=os.environ.get("HUB_LOG_LEVEL", "INFO"),

@@ -25,6 +25,10 @@ EVENTS = "events"
 STEPS = "steps"
 # results are never read; failed jobs are kept a week for `rq info` and post-mortems
 JOB_DEFAULTS = {"result_ttl": 0, "failure_ttl": 7 * 24 * 3600, "job_timeout": 120}
+# Workers alternate between the queues that have work instead of draining the first: a burst of
+# webhooks (35 000 queued events) must not hold back a step that is due now, and a flood of
+# due steps must not stop new abandonments from being scheduled.
+DEQUEUE_STRATEGY = "round_robin"
 
 
 class EmbeddedRedis:
@@ -124,7 +128,8 @@ class Queues:
 
     @property
     def all(self) -> list[Queue]:
-        return [self.events, self.steps]
+        """Steps first: a worker takes due steps before ingest work (see ``DEQUEUE_STRATEGY``)."""
+        return [self.steps, self.events]
 
     def enqueue_event(self, event_id: int) -> None:
         """Hand a stored event to the workers in one Redis round trip.
