@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -261,6 +262,7 @@ class HubHarness:
         self.hub = self.app.extensions["hub"]
         self.client = self.app.test_client()
         self.workers: list[subprocess.Popen] = []
+        self.webs: list[subprocess.Popen] = []
 
     # -- requests
     def post(
@@ -295,6 +297,48 @@ class HubHarness:
         )
         self.workers.append(proc)
         return proc
+
+    def start_web(self, workers: int = 1) -> int:
+        """A real ``gunicorn wsgi:app`` for this hub on a free loopback port; returns the port.
+
+        Web processes are what platforms post to in production; several of them (and several
+        ``hub worker``) share only Redis and the database, which is what scale-out tests need."""
+        port = free_port()
+        env = dict(os.environ)
+        env.update({k: str(v) for k, v in self.config.items()})
+        log = open(self.root / f"web-{len(self.webs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(workers),
+                "hub.app:create_app()",  # what wsgi.py does, without needing the checkout
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.webs.append(proc)
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                    return r.status == 200
+            except OSError:
+                return proc.poll() is not None  # died: stop waiting, the check below says so
+
+        wait_for(answers, 30, message=f"gunicorn on port {port}")
+        if proc.poll() is not None:
+            raise AssertionError(f"gunicorn exited:\n{self.web_logs()[-4000:]}")
+        return port
+
+    def web_logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.root.glob("web-*.log")))
 
     def run_burst(self, timeout: float = 60) -> str:
         """Run ``hub worker --burst`` to completion: what is queued now, then exit."""
@@ -348,6 +392,15 @@ class HubHarness:
 
     def close(self) -> None:
         self.stop_workers()
+        for proc in self.webs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self.webs = []
         self.hub.store.dispose()
 
 
