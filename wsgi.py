@@ -1,5 +1,5 @@
-"""Production entry point: ``gunicorn wsgi:app``. Configuration comes from the environment."""
+"""``gunicorn wsgi:app`` from a checkout; the installed package serves ``hub.wsgi:app``."""
 
-from hub.app import create_app
+from hub.wsgi import app
 
-app = create_app()
+__all__ = ["app"]
