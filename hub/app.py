@@ -201,7 +201,7 @@ def create_app(
     # the ingress applies HUB_MAX_BODY_BYTES itself; plugin routes get a larger cap because
     # providers' status callbacks batch (Meta's may reach 3 MB)
     app.config["MAX_CONTENT_LENGTH"] = max(settings.max_body_bytes, 4 * 1024 * 1024)
-    # url-encoded forms are not capped by field count otherwise (reliability.md)
+    # url-encoded forms are not capped by field count otherwise
     app.config["MAX_FORM_PARTS"] = 1000
     app.config["SECRET_KEY"] = settings.secret_key
     hub = Hub(settings, registry, tenants, issues)

@@ -34,7 +34,7 @@ log = logging.getLogger("hub.engine")
 
 CLOSED = ("converted", "deleted", "unsubscribed", "superseded")
 SENT_STATUSES = ("sent", "delivered", "read")
-# RQ stores due times in whole seconds and may start a job ~1 s early (reliability.md)
+# RQ stores due times in whole seconds and may start a job ~1 s early
 EARLY_SLACK = timedelta(seconds=1.5)
 
 

@@ -1,4 +1,4 @@
-"""Payload builders for tests: shapes from platforms.md, signed exactly as the platforms sign."""
+"""Payload builders for tests: the platforms' published shapes, signed as they sign."""
 
 from __future__ import annotations
 

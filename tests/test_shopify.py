@@ -1,6 +1,6 @@
 """Shopify source: signatures, mapping, and inferred abandonment end to end with a real worker.
 
-Payloads follow the shapes of platforms.md §2 (Shopify's published webhook samples) and are
+Payloads follow the shapes of Shopify's published webhook samples and are
 signed exactly as Shopify signs: base64 HMAC-SHA256 of the raw body with the app client secret.
 """
 
@@ -39,7 +39,7 @@ def shopify_time(moment: datetime | None = None) -> str:
 
 
 def checkout(updated_at: datetime | None = None, **overrides: object) -> dict:
-    """The `checkouts/update` sample of platforms.md §2."""
+    """The `checkouts/update` sample of Shopify's webhook reference."""
     stamp = shopify_time(updated_at)
     payload = {
         "id": CHECKOUT_ID,

@@ -79,7 +79,7 @@ def test_garbled_headers_are_verification_errors(header):
 
 
 def test_the_future_is_as_stale_as_the_past():
-    """stripe-python accepts a timestamp far in the future; we do not (reliability.md)."""
+    """stripe-python accepts a timestamp far in the future; we do not."""
     body = stripe_event()
     future = int(time.time()) + 10**6
     header = sign(body, STRIPE_SECRET, future)

@@ -3,7 +3,7 @@
 * cart value at or above a threshold → "Call this prospect" ticket;
 * the same customer abandoned N times within a window → "Check repeated abandons" ticket.
 
-Both are plain step conditions of the tenant file (architecture.md §4), evaluated by the core
+Both are plain step conditions of the tenant file, evaluated by the core
 when the step fires; the Zendesk stand-in shows which tickets came of it.
 """
 

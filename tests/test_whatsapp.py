@@ -1,7 +1,7 @@
 """WhatsApp sink: template messages to a Cloud API stand-in, fallback to e-mail, status webhooks.
 
 The stand-in checks every request exactly as Meta documents ``POST /{phone-number-id}/messages``
-(platforms.md §4): path, bearer token, JSON shape, parameter order, E.164 digits without ``+``.
+(Cloud API reference): path, bearer token, JSON shape, parameter order, E.164 digits without ``+``.
 """
 
 from __future__ import annotations
@@ -460,7 +460,7 @@ def test_status_routes_of_an_unknown_tenant_are_404(status_hub):
 
 
 def test_status_signature_known_answer_vector(status_hub):
-    """platforms.md §4: secret app_secret_value over this body → this signature."""
+    """the WhatsApp Cloud API reference: secret app_secret_value over this body → this signature."""
     body = b'{"object":"whatsapp_business_account","entry":[]}'
     header = "sha256=5a4ab5d6f46664344f0c573f7e36c822d90e4438ef0281bffeafdc7cc80b4edf"
     answer = status_hub.client.post(

@@ -1,8 +1,8 @@
 """Stand-ins for Zendesk, HubSpot and a signed-webhook receiver, plus tenant files for tickets.
 
-Each fake checks every request exactly as the real API documents it (platforms.md §6 and §8:
-method, path, auth header, idempotency header, JSON shape) and behaves like the real thing where
-it matters to us: Zendesk answers a repeated ``Idempotency-Key`` with the ticket it already made,
+Each fake checks every request exactly as the real API documents it (method, path, auth header,
+idempotency header, JSON shape) and behaves like the real thing where it matters to us: Zendesk
+answers a repeated ``Idempotency-Key`` with the ticket it already made,
 the webhook receiver verifies the Standard Webhooks signature with the official package and
 dedupes on ``webhook-id``. A request that breaks the documented API is recorded in ``errors``
 (tests assert it stays empty) and answered 400.

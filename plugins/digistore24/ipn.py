@@ -1,8 +1,8 @@
-"""The IPN wire format: a url-encoded form signed with ``sha_sign`` (platforms.md §3).
+"""The IPN wire format: a url-encoded form signed with ``sha_sign`` (Digistore24's IPN docs).
 
 Digistore24 signs with a plain SHA-512 over ``key=value<passphrase>`` for every non-empty field,
 keys sorted, upper-case hex. Digistore24's own PHP ``digistore_signature()`` is the reference;
-the known-answer vector in platforms.md is checked by the tests. Everything here works on the
+Digistore24's published known-answer vector is checked by the tests. Everything here works on the
 raw body, before anything else reads it.
 """
 
@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode
 
 SIGNATURE_FIELDS = frozenset({"sha_sign", "SHASIGN"})
 # Digistore24 sends ~100 fields plus the seller's own "additional fields"; a form with more is
-# not an IPN, and parse_qsl has no cap of its own (reliability.md: forms are not capped)
+# not an IPN, and parse_qsl has no cap of its own (Flask caps no form's field count either)
 MAX_FIELDS = 1000
 
 

@@ -1,4 +1,4 @@
-"""Digistore24 IPN callbacks mapped to normalized events (platforms.md §3).
+"""Digistore24 IPN callbacks mapped to normalized events (Digistore24's IPN documentation).
 
 * order-form contact data (an abandoned cart; event name configurable, ``of_filled_out`` by
   default) → ``checkout.abandoned`` at stage ``contact``;
@@ -172,7 +172,7 @@ def checkout_id(email: str | None, form: Mapping[str, str]) -> str | None:
 
 
 def event_key(event: str, form: Mapping[str, str]) -> str:
-    """``<event>:<transaction_id>``, else ``<event>:<order_id>:<product_id>`` (platforms.md §3)."""
+    """``<event>:<transaction_id>``, else ``<event>:<order_id>:<product_id>``."""
     transaction_id = _value(form, "transaction_id")
     if transaction_id:
         return f"{event}:{transaction_id}"
@@ -315,7 +315,7 @@ class Digistore24Source(Source):
 
 
 def demo_fields(event: str = DEFAULT_CONTACT_EVENTS[0], **overrides: str) -> dict[str, str]:
-    """An order-form contact-data IPN as far as the fields are documented (platforms.md §3)."""
+    """An order-form contact-data IPN as far as Digistore24 documents it."""
     fields = {
         "event": event,
         "event_label": "order form contact data",

@@ -1,6 +1,6 @@
 """HubSpot CRM: a task (default) or a ticket for the shop's staff, linked to the contact.
 
-Two calls with a private app's bearer token (platforms.md §6b):
+Two calls with a private app's bearer token (HubSpot's API reference):
 
 1. when the customer's e-mail is known, ``POST /crm/v3/objects/contacts/batch/upsert`` finds or
    creates the contact by e-mail (safe to repeat) and returns its id;
@@ -36,7 +36,7 @@ from plugins.ticket_webhook.http_ticket_sink import (
 log = logging.getLogger("hub.tickets.hubspot")
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
-# HubSpot-defined association types (platforms.md §6b)
+# HubSpot-defined association types (HubSpot's API reference)
 TASK_TO_CONTACT = 204
 TICKET_TO_CONTACT = 16
 # our priority vocabulary -> hs_task_priority / hs_ticket_priority (LOW, MEDIUM, HIGH)

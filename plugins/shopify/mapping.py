@@ -1,4 +1,4 @@
-"""Shopify checkout and order payloads → the parts of a normalized event (platforms.md §2).
+"""Shopify checkout and order payloads → the parts of a normalized event.
 
 Authentic Shopify payloads that carry an odd value (an address phone like ``555-555-BILL``, a
 malformed image URL) lose that value instead of failing the request: Shopify deletes a

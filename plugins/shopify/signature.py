@@ -1,4 +1,4 @@
-"""Shopify's webhook signature (platforms.md §2), verified against the raw body as received.
+"""Shopify's webhook signature, verified against the raw body as received.
 
 Shopify signs the body only: ``base64(HMAC-SHA256(app client secret, raw body))`` in
 ``X-Shopify-Hmac-Sha256`` (newer "events" subscriptions send the same value unprefixed as

@@ -1,4 +1,4 @@
-"""Shopify app webhooks → normalized events (platforms.md §2).
+"""Shopify app webhooks → normalized events (Shopify's webhook reference).
 
 Shopify never says "abandoned": ``checkouts/create|update`` become ``checkout.updated`` and the
 core infers the abandonment after the tenant's ``abandon_after`` (``infers_abandonment``).

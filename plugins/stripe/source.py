@@ -2,7 +2,8 @@
 
 The signature is checked here with ``hmac`` rather than ``stripe.Webhook.construct_event``:
 the library accepts timestamps far in the future and costs ~0.9 ms building a StripeObject; the
-scheme is five lines (platforms.md §1). The test suite uses the official package as the oracle.
+scheme is five lines (Stripe's webhook signature docs). The test suite uses the official package
+as the oracle.
 """
 
 from __future__ import annotations

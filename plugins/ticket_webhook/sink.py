@@ -1,6 +1,6 @@
 """The generic ticket sink: a signed JSON POST for any helpdesk, CRM or automation tool.
 
-The body is the contract of architecture.md §4: ``reason`` (the step's template name),
+The body is the ticket contract of docs/tickets.md: ``reason`` (the step's template name),
 ``subject``, ``body``, ``priority``, ``customer``, ``cart``, ``recovery_url`` and ``journey_id``.
 It is signed per Standard Webhooks with the sink's ``whsec_`` secret; ``webhook-id`` is the
 delivery-ledger id, the same on every retry, so receivers dedupe on it and a retry after a lost

@@ -24,7 +24,7 @@ FILLED_BY_THE_HUB = ("tenant", "source", "raw", "event_key")
 MAX_BATCH = 100
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
-# what each field means (architecture.md §2), shown in the schema and in docs/webhook.md
+# what each field of the normalized event means, shown in the schema and in docs/webhook.md
 DESCRIPTIONS: dict[str, str] = {
     "kind": "checkout.abandoned starts a recovery journey, checkout.converted stops it; "
     "checkout.updated, checkout.deleted and checkout.refunded as in the architecture",

@@ -1,4 +1,4 @@
-"""Standard Webhooks signatures (platforms.md §8), verified with the ``standardwebhooks``
+"""Standard Webhooks signatures (the Standard Webhooks spec), verified with the ``standardwebhooks``
 package but never trusting it alone.
 
 The package raises ``ValueError`` on entries like ``garbage`` or ``v1,a,b`` and gives up on the

@@ -1,5 +1,5 @@
 """The generic webhook source: any shop posts the hub's own normalized event, signed per
-Standard Webhooks (platforms.md §8).
+Standard Webhooks (the Standard Webhooks spec).
 
 For shops without a platform plugin. The body is one event or a JSON array of up to 100 events
 (a batch is all or nothing: one bad event refuses the whole request, naming ``[i].field``).

@@ -1,9 +1,8 @@
 """Graph API answers and transport failures → the hub's retry / fallback / unknown outcomes.
 
 Meta says to build on the error ``code``, not on the HTTP status or message titles
-(platforms.md §4, codes from Meta's error-code page as mirrored by pywa). A code not listed
-here falls back to Meta's ``is_transient`` flag and the HTTP status: 429 and 5xx retry, other
-4xx are permanent.
+(codes from Meta's error-code page as mirrored by pywa). A code not listed here falls back to
+Meta's ``is_transient`` flag and the HTTP status: 429 and 5xx retry, other 4xx are permanent.
 """
 
 from __future__ import annotations

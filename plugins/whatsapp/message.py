@@ -1,4 +1,4 @@
-"""From the hub's message context to the Cloud API's template message (platforms.md §4).
+"""From the hub's message context to the Cloud API's template message.
 
 Pure functions, no I/O: what the stand-in in the tests asserts is exactly what these build.
 """

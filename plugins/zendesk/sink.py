@@ -1,4 +1,4 @@
-"""Zendesk Support: one ticket per delivery, created idempotently (platforms.md §6a).
+"""Zendesk Support: one ticket per delivery, created idempotently (Zendesk's API reference).
 
 ``POST https://{subdomain}.zendesk.com/api/v2/tickets`` with an API token (basic auth
 ``{agent e-mail}/token:{token}``) or an OAuth bearer token. The delivery id goes out as
