@@ -1,10 +1,10 @@
 """Test kit for the hub and for plugin authors: real local servers, no mocks.
 
-``pip install abandonment-hub[test]`` and the pytest plugin (``hub.testing.pytest_plugin``,
-registered through ``pytest11``) gives every test suite the fixtures ``redis_url``,
-``database``, ``smtp_server``, ``http_stand_in`` and ``hub_factory``. A third-party plugin tests
-itself exactly like the built-ins do: write a tenant file that enables it, post a signed
-callback, run a real worker, look at what arrived.
+Installing the hub with its ``test`` extra (from a checkout or a built wheel) brings the pytest
+plugin (``hub.testing.pytest_plugin``, registered through ``pytest11``), which gives every test
+suite the fixtures ``redis_url``, ``database``, ``smtp_server``, ``http_stand_in`` and
+``hub_factory``. A third-party plugin tests itself exactly like the built-ins do: write a tenant
+file that enables it, post a signed callback, run a real worker, look at what arrived.
 """
 
 from __future__ import annotations
