@@ -88,10 +88,7 @@ class ShopifySource(Source):
         topic = topic.lower()
         if topic not in CHECKOUT_TOPICS and topic not in ORDER_TOPICS and topic != DELETE_TOPIC:
             return []
-        try:
-            payload = json.loads(request.body)
-        except ValueError:
-            raise PayloadError("body is not JSON", "body") from None
+        payload = request.json()
         if not isinstance(payload, dict):
             raise PayloadError("expected a JSON object", "body")
         delivery = header(request.headers, EVENT_ID_HEADERS) or header(
