@@ -21,6 +21,8 @@ KINDS = (
 )
 CONSENT_VALUES = ("opt_in", "opt_out", "unknown")
 STAGES = ("cart", "contact", "payment")
+# amounts and counts end up in 64-bit database columns (BIGINT); larger ones are not money
+INT64 = validate.Range(min=-(2**63), max=2**63 - 1, error="Out of the 64-bit integer range.")
 
 
 class AwareDateTime(fields.AwareDateTime):
@@ -55,18 +57,18 @@ class CustomerSchema(Schema):
 
 class LineItemSchema(Schema):
     name = fields.String(required=True)
-    quantity = fields.Integer(load_default=1, validate=validate.Range(min=0))
-    unit_price = fields.Integer(load_default=None, allow_none=True)
+    quantity = fields.Integer(load_default=1, validate=validate.Range(min=0, max=2**63 - 1))
+    unit_price = fields.Integer(load_default=None, allow_none=True, validate=INT64)
     url = fields.Url(load_default=None, allow_none=True)
     image = fields.Url(load_default=None, allow_none=True)
     sku = fields.String(load_default=None, allow_none=True)
 
 
 class CartSchema(Schema):
-    total = fields.Integer(required=True, strict=True)
+    total = fields.Integer(required=True, strict=True, validate=INT64)
     currency = fields.String(required=True, validate=validate.Regexp(r"^[A-Z]{3}$"))
     items = fields.List(fields.Nested(LineItemSchema), load_default=list)
-    discount = fields.Integer(load_default=0)
+    discount = fields.Integer(load_default=0, validate=INT64)
 
 
 class ConsentSchema(Schema):
@@ -104,12 +106,41 @@ class EventSchema(Schema):
 
     @post_load
     def _normalize(self, data: dict, **_: Any) -> dict:
+        unstorable = _unstorable_text(data)
+        if unstorable is not None:
+            # PostgreSQL stores neither (SQLite would): refuse on every database alike
+            raise ValidationError({unstorable: ["Contains NUL or an unpaired surrogate."]})
         customer = data["customer"]
         if customer.get("email"):
             customer["email"] = customer["email"].strip()
         if data["kind"] == "checkout.abandoned" and not data.get("stage"):
             data["stage"] = "cart"
         return data
+
+
+def _unstorable_text(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string holding NUL or a lone surrogate (JSON's ``\\u0000``
+    and ``\\ud800`` escapes allow both), else ``None``; ASCII strings cost one check."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return path
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return path
+        return None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _unstorable_text(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 _schema = EventSchema()
@@ -129,6 +160,8 @@ def first_error_field(messages: Any, prefix: str = "") -> tuple[str, str]:
     """Flatten marshmallow's nested error dict to (dotted field path, first message)."""
     if isinstance(messages, dict):
         for key, value in messages.items():
+            if key == "_schema":  # the value as a whole (e.g. a string for an object)
+                return first_error_field(value, prefix)
             path = f"{prefix}.{key}" if prefix else str(key)
             return first_error_field(value, path)
     if isinstance(messages, list) and messages:

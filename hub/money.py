@@ -15,13 +15,20 @@ def minor_digits(currency: str) -> int:
     return get_currency_precision(currency.upper())
 
 
+MAX_MINOR = 2**63 - 1
+
+
 def to_minor(amount: str | Decimal, currency: str) -> int:
     """``"49.99"`` EUR → 4999; raises ``ValueError`` for text that is not an exact amount."""
     try:
         value = Decimal(str(amount))
     except InvalidOperation:
         raise ValueError(f"not a decimal amount: {amount!r}") from None
+    if not value.is_finite():  # NaN, Infinity: int() would raise OverflowError
+        raise ValueError(f"not a decimal amount: {amount!r}")
     scaled = value.scaleb(minor_digits(currency))
+    if abs(scaled) > MAX_MINOR:  # "1e999999" is a valid Decimal; stored amounts are 64-bit
+        raise ValueError(f"{amount!r} is out of range")
     if scaled != scaled.to_integral_value():
         raise ValueError(f"{amount!r} has more decimals than {currency.upper()} allows")
     return int(scaled)
