@@ -104,17 +104,39 @@ def to_hub_minor(amount: int, currency: str) -> int:
 def _ts(value: Any, field: str) -> datetime | None:
     if value is None:
         return None
-    if not isinstance(value, int):
+    if not isinstance(value, int) or isinstance(value, bool):
         raise PayloadError("expected a unix timestamp", field)
-    return datetime.fromtimestamp(value, UTC)
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):  # beyond year 9999
+        raise PayloadError("expected a unix timestamp", field) from None
+
+
+def _obj(value: Any, field: str) -> Mapping[str, Any]:
+    """A nested Stripe object, ``{}`` when absent; anything else is the sender's bug."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise PayloadError("expected an object", field)
+    return value
+
+
+def _str(value: Any, field: str) -> str:
+    """An optional Stripe string, ``""`` when absent."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise PayloadError("expected a string", field)
+    return value
 
 
 def _customer(session: Mapping[str, Any]) -> dict:
-    details = session.get("customer_details") or {}
-    address = details.get("address") or {}
-    country = (address.get("country") or "").upper() or None
+    path = "data.object.customer_details"
+    details = _obj(session.get("customer_details"), path)
+    address = _obj(details.get("address"), f"{path}.address")
+    country = _str(address.get("country"), f"{path}.address.country").upper() or None
     first = last = None
-    name = (details.get("individual_name") or details.get("name") or "").strip()
+    name = _str(details.get("individual_name") or details.get("name"), f"{path}.name").strip()
     if name:
         first, _, last = name.partition(" ")
     locale = session.get("locale")
@@ -134,12 +156,16 @@ def _cart(session: Mapping[str, Any]) -> dict | None:
     total = session.get("amount_total")
     if not currency or total is None:
         return None
-    if not isinstance(total, int):
+    if not isinstance(total, int) or isinstance(total, bool):
         raise PayloadError("expected an integer amount", "data.object.amount_total")
-    currency = currency.upper()
+    currency = _str(currency, "data.object.currency").upper()
     items = []
-    for i, line in enumerate(((session.get("line_items") or {}).get("data")) or []):
-        price = line.get("price") or {}
+    lines = _obj(session.get("line_items"), "data.object.line_items").get("data") or []
+    if not isinstance(lines, list):
+        raise PayloadError("expected a list", "data.object.line_items.data")
+    for i, line in enumerate(lines):
+        line = _obj(line, f"data.object.line_items.data.{i}")
+        price = _obj(line.get("price"), f"data.object.line_items.data.{i}.price")
         product = price.get("product") if isinstance(price.get("product"), dict) else {}
         unit = price.get("unit_amount")
         items.append(
@@ -150,7 +176,10 @@ def _cart(session: Mapping[str, Any]) -> dict | None:
                 "image": (product.get("images") or [None])[0],
             }
         )
-    discount = (session.get("total_details") or {}).get("amount_discount") or 0
+    discount = _obj(session.get("total_details"), "data.object.total_details").get(
+        "amount_discount"
+    )
+    discount = discount or 0
     return {
         "total": to_hub_minor(total, currency),
         "currency": currency,
@@ -175,10 +204,7 @@ class StripeSource(Source):
         )
 
     def parse(self, request: InboundRequest, config: Mapping[str, Any]) -> list[dict]:
-        try:
-            event = json.loads(request.body)
-        except ValueError:
-            raise PayloadError("body is not JSON", "body") from None
+        event = request.json()
         if not isinstance(event, dict):
             raise PayloadError("expected a Stripe Event object", "body")
         kind = event.get("type")
@@ -189,7 +215,7 @@ class StripeSource(Source):
             return []
         if config["livemode"] == "test" and livemode:
             return []
-        session = (event.get("data") or {}).get("object")
+        session = _obj(event.get("data"), "data").get("object")
         if not isinstance(session, dict) or not isinstance(session.get("id"), str):
             raise PayloadError("missing the Checkout Session", "data.object.id")
         if not isinstance(event.get("id"), str):
@@ -197,7 +223,7 @@ class StripeSource(Source):
         occurred = _ts(event.get("created"), "created")
         if occurred is None:
             raise PayloadError("missing event time", "created")
-        consent = (session.get("consent") or {}).get("promotions")
+        consent = _obj(session.get("consent"), "data.object.consent").get("promotions")
         normalized: dict[str, Any] = {
             "event_key": event["id"],
             "checkout_id": session["id"],
@@ -208,7 +234,8 @@ class StripeSource(Source):
             "livemode": livemode,
         }
         if kind == ABANDONED:
-            recovery = (session.get("after_expiration") or {}).get("recovery") or {}
+            expiration = _obj(session.get("after_expiration"), "data.object.after_expiration")
+            recovery = _obj(expiration.get("recovery"), "data.object.after_expiration.recovery")
             normalized.update(
                 kind="checkout.abandoned",
                 stage="payment",

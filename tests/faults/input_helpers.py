@@ -130,7 +130,9 @@ def ds24_fields(**overrides: str) -> dict[str, str]:
     return demo_fields(buyer_id=uuid.uuid4().hex, **overrides)
 
 
-def ds24_body(pairs: list[tuple[str, str]] | str, sign_pairs: list[tuple[str, str]] | None = None) -> bytes:
+def ds24_body(
+    pairs: list[tuple[str, str]] | str, sign_pairs: list[tuple[str, str]] | None = None
+) -> bytes:
     """A form body from ``pairs`` (or raw text) with a ``sha_sign`` computed by Digistore24's
     rule over ``sign_pairs`` (default: the same pairs, as PHP would see the last of a repeat)."""
     from urllib.parse import urlencode
@@ -389,4 +391,3 @@ def dechunk(data: bytes) -> bytes:
         out += rest[:size]
         data = rest[size + 2 :]
     return out
-
