@@ -26,8 +26,10 @@ def to_minor(amount: str | Decimal, currency: str) -> int:
         raise ValueError(f"not a decimal amount: {amount!r}") from None
     if not value.is_finite():  # NaN, Infinity: int() would raise OverflowError
         raise ValueError(f"not a decimal amount: {amount!r}")
+    if value.adjusted() > 30:  # "1e999999" is a valid Decimal; scaling it overflows
+        raise ValueError(f"{amount!r} is out of range")
     scaled = value.scaleb(minor_digits(currency))
-    if abs(scaled) > MAX_MINOR:  # "1e999999" is a valid Decimal; stored amounts are 64-bit
+    if abs(scaled) > MAX_MINOR:  # stored amounts are 64-bit
         raise ValueError(f"{amount!r} is out of range")
     if scaled != scaled.to_integral_value():
         raise ValueError(f"{amount!r} has more decimals than {currency.upper()} allows")
