@@ -30,6 +30,8 @@ def read_form(body: bytes, max_fields: int = MAX_FIELDS) -> dict[str, str]:
     Digistore24 posts UTF-8 only. A repeated key is refused: PHP keeps the last value while the
     signature was computed by the sender over what *it* meant, so the two can disagree.
     """
+    if b"\x00" in body:  # no form has one; PostgreSQL could not store the raw body
+        raise FormError("the body contains a NUL byte")
     try:
         text = body.decode("utf-8")
         pairs = parse_qsl(

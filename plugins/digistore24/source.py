@@ -141,7 +141,7 @@ def _cart(form: Mapping[str, str], recovery_url: str | None) -> dict | None:
     except ValueError as exc:
         raise PayloadError(str(exc), amount_field) from None
     quantity_text = _value(form, "quantity") or "1"
-    if not quantity_text.isdigit() or int(quantity_text) < 1:
+    if not (quantity_text.isascii() and quantity_text.isdigit()) or int(quantity_text) < 1:
         raise PayloadError("not a positive whole number", "quantity")
     quantity = int(quantity_text)
     product_id = _value(form, "product_id")
