@@ -352,6 +352,8 @@ def exchange(port: int, head: bytes, body: bytes, timeout: float = 20) -> RawAns
                     sent += sock.send(view[sent : sent + 65536])
                 except (BrokenPipeError, ConnectionResetError):
                     break
+        else:
+            sock.shutdown(socket.SHUT_WR)  # all sent: a short body ends here, not at a timeout
         return read_answer(sock, deadline)
     finally:
         sock.close()
