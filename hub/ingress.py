@@ -140,26 +140,33 @@ def receive(tenant_slug: str, source_name: str) -> Response:
 
 
 def read_body(limit: int) -> bytes:
-    """The raw body, at most ``limit`` bytes, else 413 — for chunked bodies too.
+    """The raw body, at most ``limit`` bytes, else 413 — for chunked bodies too; 400 when the
+    server cannot decode the framing (gunicorn raises from ``read`` on a bad chunk).
 
     A declared Content-Length over the limit is refused by Flask before we read anything; a
     chunked body has none, so read one byte past the limit and refuse if it arrives
     (werkzeug's own limit is not applied to every chunked stream under gunicorn).
     """
-    from werkzeug.exceptions import RequestEntityTooLarge
+    from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
     if request.content_length is not None and request.content_length > limit:
         raise RequestEntityTooLarge()
     chunks, size = [], 0
     stream = request.environ["wsgi.input"] if request.content_length is None else request.stream
-    while True:
-        chunk = stream.read(min(65536, limit + 1 - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise RequestEntityTooLarge()
+    try:
+        while True:
+            chunk = stream.read(min(65536, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise RequestEntityTooLarge()
+    except RequestEntityTooLarge:
+        raise
+    except Exception as exc:  # the server's body parser: a bad chunk size, a cut connection
+        log.info("unreadable body: %r", exc)
+        raise BadRequest("the request body is malformed") from None
     return b"".join(chunks)
 
 
