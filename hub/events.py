@@ -106,7 +106,7 @@ class EventSchema(Schema):
 
     @post_load
     def _normalize(self, data: dict, **_: Any) -> dict:
-        unstorable = _unstorable_text(data)
+        unstorable = unstorable_text(data)
         if unstorable is not None:
             # PostgreSQL stores neither (SQLite would): refuse on every database alike
             raise ValidationError({unstorable: ["Contains NUL or an unpaired surrogate."]})
@@ -118,7 +118,7 @@ class EventSchema(Schema):
         return data
 
 
-def _unstorable_text(value: Any, path: str = "") -> str | None:
+def unstorable_text(value: Any, path: str = "") -> str | None:
     """The dotted path of the first string holding NUL or a lone surrogate (JSON's ``\\u0000``
     and ``\\ud800`` escapes allow both), else ``None``; ASCII strings cost one check."""
     if isinstance(value, str):
@@ -137,7 +137,7 @@ def _unstorable_text(value: Any, path: str = "") -> str | None:
     else:
         return None
     for key, item in items:
-        found = _unstorable_text(item, f"{path}.{key}" if path else str(key))
+        found = unstorable_text(item, f"{path}.{key}" if path else str(key))
         if found is not None:
             return found
     return None

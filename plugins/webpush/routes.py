@@ -15,7 +15,6 @@ only the origins listed in the tenant's ``allowed_origins``, and a request that 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +23,9 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from marshmallow import ValidationError
 
-from hub import current_hub
+from hub import PayloadError, current_hub
+from hub.events import unstorable_text
+from hub.hookspecs import parse_json
 from plugins.webpush.config import application_server_key, load_vapid_key, normalize_origin
 from plugins.webpush.subscriptions import (
     PLUGIN,
@@ -104,11 +105,14 @@ def _json_body() -> tuple[Any, Response | None]:
     if len(body) > MAX_BODY:  # chunked bodies carry no Content-Length
         return None, _error(413, "too_large", f"the body is limited to {MAX_BODY} bytes")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = parse_json(body)
+    except PayloadError:  # not UTF-8 JSON, NaN, or nested too deep to parse
         return None, _error(400, "invalid_json", "the body must be a JSON object")
     if not isinstance(data, dict):
         return None, _error(400, "invalid_json", "the body must be a JSON object")
+    unstorable = unstorable_text(data)
+    if unstorable is not None:  # the plugin store could not keep it (PostgreSQL, SQLite alike)
+        return None, _error(400, "invalid_json", "NUL or an unpaired surrogate", unstorable)
     return data, None
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from hub import current_hub
+from hub import PayloadError, current_hub
+from hub.hookspecs import parse_json
 
 log = logging.getLogger("hub.whatsapp")
 
@@ -72,9 +72,9 @@ def statuses(tenant: str) -> Response:
     if not _signed(body, request.headers.get("X-Hub-Signature-256", ""), config):
         return _error(401, "unverified", "X-Hub-Signature-256 is missing or wrong")
     try:
-        payload = json.loads(body)
-    except ValueError:
-        return _error(400, "bad_request", "body is not JSON", "_body")
+        payload = parse_json(body)
+    except PayloadError as exc:  # not UTF-8 JSON, or nested too deep to parse
+        return _error(400, "bad_request", exc.message, "_body")
     if not isinstance(payload, dict) or not isinstance(payload.get("entry", []), list):
         return _error(400, "bad_request", "expected an object with an entry list", "entry")
 
