@@ -35,16 +35,17 @@ def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 
 
 @pytest.fixture
-def hub_on_redis(
-    tmp_path: Path, database: tuple[str, str | None]
+def hub_on_own_redis(
+    tmp_path: Path, database: tuple[str, str | None], own_redis: RedisProcess
 ) -> Iterator[Callable[..., HubHarness]]:
-    """Like ``hub_factory``, but on a Redis the test owns (and may kill)."""
+    """Like ``hub_factory``, but on ``own_redis`` (which the test may kill); the harness and
+    its workers stop before that Redis does."""
     harnesses: list[HubHarness] = []
 
-    def make(redis_url: str, tenants: dict[str, str], settings: dict | None = None) -> HubHarness:
+    def make(tenants: dict[str, str], settings: dict | None = None) -> HubHarness:
         harness = HubHarness(
             tmp_path / f"hub{len(harnesses)}",
-            redis_url,
+            own_redis.url,
             database[0],
             database[1],
             tenants,
