@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -21,6 +22,8 @@ from flask.cli import FlaskGroup
 
 from hub import current_hub
 from hub.store import delivery_log
+
+log = logging.getLogger("hub.worker")
 
 
 def register(app: Flask) -> None:
@@ -114,10 +117,7 @@ def hub_app() -> Flask:
 )
 def worker_command(burst: bool, max_idle_time: int | None, sweep_interval: float | None) -> None:
     """Run an RQ worker with the scheduler on the hub's queues."""
-    from rq import SimpleWorker
-
     from hub.engine import Engine
-    from hub.queues import DEQUEUE_STRATEGY
 
     hub = current_hub()
     _report_problems(hub)
@@ -141,19 +141,58 @@ def worker_command(burst: bool, max_idle_time: int | None, sweep_interval: float
             app.logger.exception("sweep failed")
     thread = threading.Thread(target=sweeper, name="hub-sweeper", daemon=True)
     thread.start()
-    # SimpleWorker: no fork per job, so connections (SMTP, HTTP) are reused across messages
-    worker = SimpleWorker(hub.queues.all, connection=hub.queues.connection)
     try:
-        worker.work(
-            with_scheduler=True,
-            dequeue_strategy=DEQUEUE_STRATEGY,
-            burst=burst,
-            max_idle_time=max_idle_time,
-            logging_level=os.environ.get("HUB_LOG_LEVEL", "INFO"),
-        )
+        _work_until_stopped(hub, burst, max_idle_time)
     finally:
         stop.set()
         hub.close()
+
+
+def _work_until_stopped(hub: Any, burst: bool, max_idle_time: int | None) -> None:
+    """Run RQ's work loop, and run it again when it ends without being asked to.
+
+    RQ's loop quits, and would end ``hub worker`` with exit code 0, on any Redis error outside
+    its wait for jobs: Redis gone while a job runs (RQ cannot record the job's end), a Redis
+    timeout. The jobs are safe (the database is the outbox), but a worker that silently exits
+    delivers nothing more, and ``hub run`` starts its worker only once. So wait for Redis and
+    go on; only a stop signal, ``--burst`` or ``--max-idle-time`` ends the worker.
+    """
+    import redis
+    from rq import SimpleWorker
+    from rq.exceptions import StopRequested
+
+    from hub.queues import DEQUEUE_STRATEGY
+
+    class Worker(SimpleWorker):
+        stop_signalled = False
+
+        def request_stop(self, signum: int, frame: Any) -> None:
+            self.stop_signalled = True
+            super().request_stop(signum, frame)
+
+    pause = 1.0
+    while True:
+        # SimpleWorker: no fork per job, so connections (SMTP, HTTP) are reused across messages
+        worker = Worker(hub.queues.all, connection=hub.queues.connection)
+        try:
+            worked = worker.work(
+                with_scheduler=True,
+                dequeue_strategy=DEQUEUE_STRATEGY,
+                burst=burst,
+                max_idle_time=max_idle_time,
+                logging_level=os.environ.get("HUB_LOG_LEVEL", "INFO"),
+            )
+        except redis.exceptions.RedisError as exc:  # Redis still down while starting up
+            log.warning("worker: Redis unavailable (%s)", exc.__class__.__name__)
+            worked = False
+        if worker.stop_signalled or burst or max_idle_time is not None:
+            return
+        pause = 1.0 if worked else min(pause * 2, 30.0)
+        log.warning("worker: RQ's loop ended unasked; starting it again in %.0f s", pause)
+        try:
+            time.sleep(pause)
+        except StopRequested:  # a stop signal while waiting (RQ's handler is still installed)
+            return
 
 
 @click.command("plugins")
