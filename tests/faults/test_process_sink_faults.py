@@ -225,9 +225,9 @@ def test_back_off_doubles_with_twenty_percent_jitter_up_to_the_cap(hub_factory):
 def test_a_hanging_provider_is_cut_by_its_timeout_while_another_tenant_is_served(
     hub_factory, http_stand_in, smtp_server
 ):
-    """WhatsApp holds our request; its read timeout (3 s) ends it as ``unknown`` (the
-    message may have gone out: not resent). Meanwhile another worker serves the other
-    tenant's e-mails: one stuck provider does not stop the hub."""
+    """WhatsApp holds our request; its read timeout (8 s, room for a loaded test machine)
+    ends it as ``unknown`` (the message may have gone out: not resent). Meanwhile another
+    worker serves the other tenant's e-mails: one stuck provider does not stop the hub."""
     release = threading.Event()
 
     def hang(request: RecordedRequest) -> Reply:
@@ -242,7 +242,7 @@ access_token = "EAAG-test-token"
 api_base = "{stand_in.url}/v26.0"
 app_secret = "app_secret_value"
 verify_token = "verify-me"
-read_timeout = 3
+read_timeout = 8
 
 [sinks.whatsapp.templates.call_prospect]
 name = "cart_reminder"
@@ -279,8 +279,8 @@ body = ["first_name"]
     assert whatsapp_delivery.status == "unknown"
     assert "read timeout" in whatsapp_delivery.reason
     assert hung.status == "unknown"
-    assert cut - slow.arrivals[0] < 3 + 4  # the timeout, plus recording it
-    assert beta_done < slow.arrivals[0] + 3  # served while the request still hung
+    assert cut - slow.arrivals[0] < 8 + 4  # the timeout, plus recording it
+    assert beta_done < slow.arrivals[0] + 8  # served while the request still hung
     settle(1)
     assert len(slow.arrivals) == 1  # never resent: the Cloud API does not dedupe
     assert len(smtp_server.messages) == 3
