@@ -19,11 +19,12 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from hub.catalog import TenantCatalog
 from hub.plugins import Registry, load_plugins
 from hub.queues import EmbeddedRedis, Queues
 from hub.store import Store
 from hub.templates import Renderer
-from hub.tenants import ConfigIssue, Tenant, load_tenants
+from hub.tenants import ConfigIssue, Tenant
 
 log = logging.getLogger("hub")
 
@@ -118,22 +119,28 @@ def _dev_secret(var_dir: Path) -> str:
 class Hub:
     """Everything one process of the hub needs, built once per app."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        registry: Registry,
-        tenants: dict[str, Tenant],
-        config_issues: list[ConfigIssue],
-    ) -> None:
+    def __init__(self, settings: Settings, registry: Registry, environ: Mapping[str, str]) -> None:
         self.settings = settings
         self.registry = registry
-        self.tenants = tenants
-        self.config_issues = config_issues
+        self.renderer = Renderer(settings.config_dir, registry)
+        self.catalog = TenantCatalog(
+            settings.config_dir, registry.sources, registry.sinks, environ, self.renderer
+        )
         self.store = Store(settings.database_url, settings.database_schema)
         self.embedded_redis: EmbeddedRedis | None = None
         redis_url = settings.redis_url or EmbeddedRedis(settings.var_dir).url
         self.queues = Queues(redis_url, settings.queue_prefix)
-        self.renderer = Renderer(settings.config_dir, registry)
+
+    @property
+    def tenants(self) -> dict[str, Tenant]:
+        """The tenants served now. Asking is what keeps them current: their files are
+        re-read when changed, at most once a second (see :mod:`hub.catalog`)."""
+        return self.catalog.current()
+
+    @property
+    def config_issues(self) -> list[ConfigIssue]:
+        """Every error of the tenant files as they are now (``hub config check``)."""
+        return self.catalog.issues()
 
     @property
     def sources(self):  # noqa: ANN201
@@ -191,11 +198,6 @@ def create_app(
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     registry = load_plugins(plugins, extra_plugins)
-    tenants, issues = load_tenants(
-        settings.config_dir, registry.sources, registry.sinks, os.environ
-    )
-    for issue in issues:
-        log.error("config: %s", issue)
 
     app = Flask("hub")
     # the ingress applies HUB_MAX_BODY_BYTES itself; plugin routes get a larger cap because
@@ -204,7 +206,8 @@ def create_app(
     # url-encoded forms are not capped by field count otherwise
     app.config["MAX_FORM_PARTS"] = 1000
     app.config["SECRET_KEY"] = settings.secret_key
-    hub = Hub(settings, registry, tenants, issues)
+    # loading the tenants logs one line per broken tenant; `hub config check` lists the errors
+    hub = Hub(settings, registry, os.environ)
     app.extensions["hub"] = hub
     hub.store.create_all()
 

@@ -83,6 +83,12 @@ def run_command(host: str, port: int) -> None:
     )
     for slug, source, url in webhook_urls(hub, port):
         click.echo(f"  tenant {slug:<16} source {source:<12} POST {url}")
+    for broken in hub.catalog.broken():
+        count = len(broken.issues)
+        click.echo(
+            f"  tenant {broken.slug:<16} not served: {count} error{'s' if count != 1 else ''}, "
+            "run hub config check"
+        )
     click.echo("Try it: in another terminal run `hub demo`. Ctrl-C stops everything.")
     app = hub_app()
     # SIGTERM (systemd, `timeout`, a container stop) must reach the finally below, which stops
@@ -231,6 +237,13 @@ def config_check() -> None:
     problems = [str(i) for i in hub.config_issues] + list(hub.registry.errors)
     for problem in problems:
         click.echo(problem, err=True)
+    broken = ", ".join(f.slug for f in hub.catalog.broken())
+    if broken:
+        click.echo(
+            f"not served after a restart: {broken}; running hub processes keep serving the "
+            "last version that loaded without errors",
+            err=True,
+        )
     if problems:
         raise SystemExit(1)
     click.echo(f"ok: {len(hub.tenants)} tenant(s) in {hub.settings.config_dir / 'tenants'}")
@@ -329,8 +342,7 @@ def log_command(tenant: str | None, limit: int) -> None:
 
 
 def _report_problems(hub: Any) -> None:
-    for issue in hub.config_issues:
-        click.echo(f"config error: {issue}", err=True)
+    # broken tenants were logged in one line each when the app loaded them
     for message in hub.registry.errors:
         click.echo(f"plugin error: {message}", err=True)
 

@@ -8,13 +8,17 @@ objects, and every mistake is reported with its key path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from hub.durations import parse_duration
+from hub.events import CONSENT_VALUES, STAGES
+from hub.money import minor_digits, to_minor
+from hub.spelling import did_you_mean
 
 OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
@@ -40,6 +44,14 @@ FIELDS: dict[str, str] = {
     "consent_email": "str",
     "consent_whatsapp": "str",
 }
+# text fields whose values form a closed set: any other value could never match, so it is a
+# mistake (`stage = "checkout"`) that config check reports rather than a flow that never runs
+CHOICES: dict[str, tuple[str, ...]] = {
+    "stage": STAGES,
+    "consent_email": CONSENT_VALUES,
+    "consent_whatsapp": CONSENT_VALUES,
+}
+COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
 class ConditionError(ValueError):
@@ -91,8 +103,16 @@ def _clause_holds(clause: Clause, facts: Mapping[str, Any], count_abandons) -> b
         return False
 
 
-def compile_condition(when: Any, currency: str, path: str = "when") -> Condition:
-    """Compile a ``when`` table; raises :class:`ConditionError` naming the key path."""
+def compile_condition(
+    when: Any, currency: str, path: str = "when", *, sources: Collection[str] = ()
+) -> Condition:
+    """Compile a ``when`` table; raises :class:`ConditionError` naming the key path.
+
+    Values are checked as far as the tenant file allows: money against ``currency``'s minor
+    digits, ``stage`` and consent against their closed sets, ``source`` against ``sources``
+    (the installed source plugins; not checked when empty). A value that can never match is a
+    mistake, not a condition that is silently always false.
+    """
     if not isinstance(when, Mapping):
         raise ConditionError(path, "must be a table")
     clauses: list[Clause] = []
@@ -103,16 +123,29 @@ def compile_condition(when: Any, currency: str, path: str = "when") -> Condition
             if not isinstance(spec, list) or not spec:
                 raise ConditionError(key_path, "must be a non-empty list of tables")
             any_of = tuple(
-                compile_condition(item, currency, f"{key_path}[{i}]") for i, item in enumerate(spec)
+                compile_condition(item, currency, f"{key_path}[{i}]", sources=sources)
+                for i, item in enumerate(spec)
             )
         elif key == "abandons":
             clauses.append(_compile_abandons(spec, key_path))
         elif key in FIELDS:
-            clauses.extend(_compile_field(key, spec, key_path))
+            clauses.extend(_compile_field(key, spec, key_path, _Values(currency, sources)))
         else:
-            known = ", ".join(sorted([*FIELDS, "abandons", "any"]))
-            raise ConditionError(key_path, f'unknown field "{key}" (known: {known})')
+            names = [*FIELDS, "abandons", "any"]
+            raise ConditionError(
+                key_path,
+                f'unknown field "{key}"{did_you_mean(key, names)} '
+                f"(known: {', '.join(sorted(names))})",
+            )
     return Condition(tuple(clauses), any_of)
+
+
+@dataclass(frozen=True)
+class _Values:
+    """What a compared value is checked against: the tenant's currency, installed sources."""
+
+    currency: str
+    sources: Collection[str]
 
 
 def _compile_abandons(spec: Any, path: str) -> Clause:
@@ -127,7 +160,7 @@ def _compile_abandons(spec: Any, path: str) -> Clause:
     return Clause("abandons", "gte", (within, spec["gte"]))
 
 
-def _compile_field(name: str, spec: Any, path: str) -> list[Clause]:
+def _compile_field(name: str, spec: Any, path: str, values: _Values) -> list[Clause]:
     ops = spec if isinstance(spec, Mapping) else {"eq": spec}
     if not ops:
         raise ConditionError(path, "an empty table tests nothing")
@@ -135,35 +168,66 @@ def _compile_field(name: str, spec: Any, path: str) -> list[Clause]:
     for op, raw in ops.items():
         op_path = f"{path}.{op}" if isinstance(spec, Mapping) else path
         if op not in OPERATORS:
-            raise ConditionError(path, f'unknown operator "{op}" (use {", ".join(OPERATORS)})')
+            raise ConditionError(
+                path,
+                f'unknown operator "{op}"{did_you_mean(op, OPERATORS)} '
+                f"(use {', '.join(OPERATORS)})",
+            )
         kind = FIELDS[name]
         if op in ORDERED and kind == "str":
             raise ConditionError(op_path, f'"{op}" compares numbers; {name} is text')
         if op in SET_OPS:
             if not isinstance(raw, list):
                 raise ConditionError(op_path, f'"{op}" needs a list')
-            value: Any = tuple(_coerce(kind, item, op_path) for item in raw)
+            value: Any = tuple(
+                _coerce(name, item, f"{op_path}[{i}]", values) for i, item in enumerate(raw)
+            )
         else:
-            value = _coerce(kind, raw, op_path)
+            value = _coerce(name, raw, op_path, values)
         clauses.append(Clause(name, op, value))
     return clauses
 
 
-def _coerce(kind: str, raw: Any, path: str) -> Any:
+def _coerce(name: str, raw: Any, path: str, values: _Values) -> Any:
+    kind = FIELDS[name]
     if kind == "money":
-        if not isinstance(raw, str):
-            raise ConditionError(path, 'money is a decimal string such as "50.00", never a float')
-        try:
-            return Decimal(raw)
-        except InvalidOperation:
-            raise ConditionError(path, f"not a decimal amount: {raw!r}") from None
+        return _money(raw, path, values.currency)
     if kind == "int":
         if not isinstance(raw, int) or isinstance(raw, bool):
             raise ConditionError(path, f"expected an integer, got {raw!r}")
         return raw
     if not isinstance(raw, str):
         raise ConditionError(path, f"expected text, got {raw!r}")
+    choices = CHOICES.get(name) or (tuple(values.sources) if name == "source" else ())
+    if choices and raw not in choices:
+        raise ConditionError(
+            path,
+            f"{name} is never {raw!r}{did_you_mean(raw, choices)} "
+            f"(one of: {', '.join(sorted(choices))})",
+        )
+    if name == "country" and not COUNTRY.match(raw):
+        raise ConditionError(path, f'expected an ISO country code such as "DE", got {raw!r}')
     return raw
+
+
+def _money(raw: Any, path: str, currency: str) -> Decimal:
+    """A decimal string exact in ``currency`` (Babel's minor digits: ``"30.001"`` is no EUR
+    amount, as no cart total can ever equal it)."""
+    if not isinstance(raw, str):
+        raise ConditionError(path, 'money is a decimal string such as "50.00", never a float')
+    try:
+        amount = Decimal(raw)
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite():
+        raise ConditionError(path, f"not a decimal amount: {raw!r}")
+    try:
+        to_minor(amount, currency)
+    except ValueError:
+        raise ConditionError(
+            path, f"{raw!r} is no amount in {currency}, which has {minor_digits(currency)} decimals"
+        ) from None
+    return amount
 
 
 def facts_for(event: Mapping[str, Any], tenant_currency: str) -> dict[str, Any]:

@@ -103,14 +103,33 @@ class Renderer:
         dirs = self.search_dirs(tenant, name)
         for locale in locales:
             for directory in dirs:
-                prefix = f"{channel}.{locale}."
-                files = {p.name[len(prefix) :]: p.name for p in directory.glob(prefix + "*")}
+                files = _files(directory, channel, locale)
                 if files:
                     return directory, locale, files
         raise TemplateMissing(
             f'no "{name}" template for channel {channel} '
             f"(looked in {', '.join(str(d) for d in dirs) or 'nowhere'})"
         )
+
+    def locales(self, tenant: str, name: str, channel: str) -> set[str]:
+        """The locales that have files of template ``name`` for ``channel``, found by the
+        same lookup as :meth:`find`: ``hub config check`` uses it so that a name the renderer
+        would not find (``remider``) fails at load, not when the first message is due."""
+        return {
+            locale
+            for directory in self.search_dirs(tenant, name)
+            for locale, _ext in _split(directory, channel)
+        }
+
+    def names(self, tenant: str, channel: str) -> set[str]:
+        """Every template name this tenant can use on ``channel`` (for "did you mean")."""
+        return {
+            folder.name
+            for root in self._roots(tenant)
+            if root.is_dir()
+            for folder in root.iterdir()
+            if folder.name != LAYOUTS and folder.is_dir() and _split(folder, channel)
+        }
 
     def render(
         self,
@@ -131,3 +150,20 @@ class Renderer:
 
     def has_template(self, tenant: str, name: str) -> bool:
         return bool(self.search_dirs(tenant, name))
+
+
+def _split(directory: Path, channel: str) -> list[tuple[str, str]]:
+    """(locale, ext) of every ``<channel>.<locale>.<ext>`` file in ``directory``."""
+    prefix = f"{channel}."
+    out = []
+    for path in directory.glob(prefix + "*.*"):
+        locale, _, ext = path.name[len(prefix) :].partition(".")
+        if locale and ext:
+            out.append((locale, ext))
+    return out
+
+
+def _files(directory: Path, channel: str, locale: str) -> dict[str, str]:
+    """{ext: file name} of ``<channel>.<locale>.*`` in ``directory``."""
+    prefix = f"{channel}.{locale}."
+    return {p.name[len(prefix) :]: p.name for p in directory.glob(prefix + "*")}

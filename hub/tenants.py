@@ -1,10 +1,12 @@
 """Tenants: one TOML file per client shop under ``<config dir>/tenants/<slug>.toml``.
 
-Every file is read at start-up, ``${VAR}`` (or ``${VAR:-default}``) is expanded from the
-environment, the core keys are validated by :class:`TenantSchema` and each enabled plugin's table
-by that plugin's own schema. Every mistake becomes a :class:`ConfigIssue` naming the file and the
-key path; a tenant with issues is not served (the others are), and ``hub config check`` prints
-them all and exits non-zero.
+Every file is read at start-up (and again when it changes, see :mod:`hub.catalog`),
+``${VAR}`` (or ``${VAR:-default}``) is expanded from the environment, the core keys are validated
+by :class:`TenantSchema` and each enabled plugin's table by that plugin's own schema; every step's
+template must exist for each of its channels. Every mistake becomes one :class:`ConfigIssue`
+naming the file and the key path: an unset variable is reported once and hides the errors its
+empty value causes, and a misspelt key says which key it probably meant. A tenant with issues is
+not served (the others are), and ``hub config check`` prints them all and exits non-zero.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
+from babel.numbers import is_currency
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from hub.conditions import Condition, ConditionError, compile_condition
 from hub.durations import parse_duration
+from hub.spelling import closest, did_you_mean
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 EU_COUNTRIES = frozenset(
@@ -76,6 +80,14 @@ class ConfigIssue:
             if self.key
             else f"{self.file}: {self.message}"
         )
+
+
+class TemplateLookup(Protocol):
+    """What loading needs of :class:`hub.templates.Renderer`: which template files exist."""
+
+    def locales(self, tenant: str, name: str, channel: str) -> set[str]: ...
+
+    def names(self, tenant: str, channel: str) -> set[str]: ...
 
 
 class ConfigError(Exception):
@@ -247,26 +259,63 @@ def expand_env(value: Any, environ: Mapping[str, str], path: str, issues: list[s
     return value
 
 
-def _walk_errors(messages: Any, prefix: str) -> list[tuple[str, str]]:
+def _walk_errors(messages: Any, prefix: str, schema: Schema | None) -> list[tuple[str, str]]:
+    """marshmallow's error tree as ``(key path, message)`` pairs.
+
+    ``schema`` is the schema the errors came from: an unknown key close to one of its field
+    names gets "did you mean", and the "Missing data for required field." of the field it
+    probably meant is dropped (one typo, one error).
+    """
     out: list[tuple[str, str]] = []
     if isinstance(messages, dict):
+        names = _field_names(schema)
+        meant = {
+            key: closest(key, names)
+            for key, value in messages.items()
+            if isinstance(key, str) and value == [UNKNOWN]
+        }
         for key, value in messages.items():
             if isinstance(key, int):
-                sub = f"{prefix}[{key}]"
-            elif key == "_schema":
-                sub = prefix
+                out.extend(_walk_errors(value, f"{prefix}[{key}]", schema))
+                continue
+            sub = prefix if key == "_schema" else f"{prefix}.{key}" if prefix else str(key)
+            if meant.get(key):
+                out.append((sub, f"Unknown field; did you mean '{meant[key]}'?"))
+            elif value == [MISSING] and key in meant.values():
+                continue
             else:
-                sub = f"{prefix}.{key}" if prefix else str(key)
-            out.extend(_walk_errors(value, sub))
+                out.extend(_walk_errors(value, sub, _nested(names.get(key), schema, key)))
     elif isinstance(messages, list):
         if all(isinstance(m, str) for m in messages):
             out.extend((prefix, m) for m in messages)
         else:
             for m in messages:
-                out.extend(_walk_errors(m, prefix))
+                out.extend(_walk_errors(m, prefix, schema))
     else:
         out.append((prefix, str(messages)))
     return out
+
+
+UNKNOWN = "Unknown field."
+MISSING = "Missing data for required field."
+
+
+def _field_names(schema: Schema | None) -> dict[str, fields.Field]:
+    """The keys a schema accepts (``data_key`` where a field has one: ``from``)."""
+    if schema is None:
+        return {}
+    return {f.data_key or name: f for name, f in schema.fields.items() if not f.dump_only}
+
+
+def _nested(field_: fields.Field | None, schema: Schema | None, key: str) -> Schema | None:
+    """The schema errors below ``key`` come from: a Nested field's, a list of Nested's."""
+    if key == "_schema":
+        return schema
+    if isinstance(field_, fields.List):
+        field_ = field_.inner
+    if isinstance(field_, fields.Nested) and isinstance(field_.schema, Schema):
+        return field_.schema
+    return None
 
 
 def load_tenants(
@@ -274,6 +323,8 @@ def load_tenants(
     sources: Mapping[str, Any],
     sinks: Mapping[str, Any],
     environ: Mapping[str, str],
+    *,
+    templates: TemplateLookup,
 ) -> tuple[dict[str, Tenant], list[ConfigIssue]]:
     """Load every ``tenants/*.toml``; returns the valid tenants and all issues found."""
     tenants: dict[str, Tenant] = {}
@@ -282,7 +333,7 @@ def load_tenants(
     if not tenant_dir.is_dir():
         return tenants, [ConfigIssue(str(tenant_dir), "", "no such directory")]
     for path in sorted(tenant_dir.glob("*.toml")):
-        tenant, file_issues = load_tenant_file(path, sources, sinks, environ)
+        tenant, file_issues = load_tenant_file(path, sources, sinks, environ, templates=templates)
         issues.extend(file_issues)
         if tenant is not None and not file_issues:
             tenants[tenant.slug] = tenant
@@ -290,9 +341,51 @@ def load_tenants(
 
 
 def load_tenant_file(
-    path: Path, sources: Mapping[str, Any], sinks: Mapping[str, Any], environ: Mapping[str, str]
+    path: Path,
+    sources: Mapping[str, Any],
+    sinks: Mapping[str, Any],
+    environ: Mapping[str, str],
+    *,
+    templates: TemplateLookup,
+    text: str | None = None,
 ) -> tuple[Tenant | None, list[ConfigIssue]]:
-    """Load one tenant file; the tenant is ``None`` only when the file cannot be read at all."""
+    """Load one tenant file (``text``: its content, when the caller has read it already).
+
+    The tenant is ``None`` when the file cannot be read or its core keys do not validate; it
+    is only usable when the issues are empty.
+    """
+    env_keys: list[str] = []
+    tenant, issues = _load_tenant_file(path, sources, sinks, environ, templates, text, env_keys)
+    return tenant, _without_follow_ons(issues, env_keys)
+
+
+def _without_follow_ons(issues: list[ConfigIssue], env_keys: list[str]) -> list[ConfigIssue]:
+    """Drop repeats, and the errors an unset variable's empty value causes at its key, below
+    it or on the tables holding it (a plugin's cross-field check): the unset variable is the
+    one thing to fix, and those errors come back by themselves if they were real."""
+    unset = set(env_keys)
+    kept: list[ConfigIssue] = []
+    for issue in dict.fromkeys(issues):
+        derived = any(
+            issue.key == k
+            or issue.key.startswith((f"{k}.", f"{k}["))
+            or (issue.key and k.startswith((f"{issue.key}.", f"{issue.key}[")))
+            for k in unset
+        )
+        if issue.message.startswith("environment variable ") or not derived:
+            kept.append(issue)
+    return kept
+
+
+def _load_tenant_file(
+    path: Path,
+    sources: Mapping[str, Any],
+    sinks: Mapping[str, Any],
+    environ: Mapping[str, str],
+    templates: TemplateLookup,
+    text: str | None,
+    env_keys: list[str],
+) -> tuple[Tenant | None, list[ConfigIssue]]:
     file = str(path)
     slug = path.stem
     if not SLUG.match(slug):
@@ -305,18 +398,20 @@ def load_tenant_file(
             )
         ]
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(path.read_text(encoding="utf-8") if text is None else text)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         return None, [ConfigIssue(file, "", f"cannot read: {exc}")]
 
     env_issues: list[tuple[str, str]] = []
     data = expand_env(raw, environ, "", env_issues)
     issues = [ConfigIssue(file, key, msg) for key, msg in env_issues]
+    env_keys.extend(key for key, _msg in env_issues)
 
+    schema = TenantSchema()
     try:
-        core = TenantSchema().load(data)
+        core = schema.load(data)
     except ValidationError as exc:
-        issues.extend(ConfigIssue(file, k, m) for k, m in _walk_errors(exc.messages, ""))
+        issues.extend(ConfigIssue(file, k, m) for k, m in _walk_errors(exc.messages, "", schema))
         return None, issues
 
     if core.get("slug") not in (None, slug):
@@ -330,6 +425,8 @@ def load_tenant_file(
         Locale.parse(core["locale"].replace("-", "_"))
     except (UnknownLocaleError, ValueError):
         issues.append(ConfigIssue(file, "locale", f"unknown locale {core['locale']!r}"))
+    if not is_currency(core["currency"]):
+        issues.append(ConfigIssue(file, "currency", f"unknown currency {core['currency']!r}"))
 
     source_configs, abandon_after = {}, {}
     for name, table in core["sources"].items():
@@ -339,7 +436,7 @@ def load_tenant_file(
                 ConfigIssue(
                     file,
                     key,
-                    f'no source plugin named "{name}" is installed '
+                    f'no source plugin named "{name}" is installed{did_you_mean(name, sources)} '
                     f"(installed: {', '.join(sorted(sources)) or 'none'})",
                 )
             )
@@ -362,17 +459,20 @@ def load_tenant_file(
                 ConfigIssue(
                     file,
                     key,
-                    f'no sink plugin named "{name}" is installed '
+                    f'no sink plugin named "{name}" is installed{did_you_mean(name, sinks)} '
                     f"(installed: {', '.join(sorted(sinks)) or 'none'})",
                 )
             )
             continue
         sink_configs[name] = _load_plugin_table(sinks[name], dict(table), file, key, issues)
 
+    def condition(when: Any, key: str) -> Condition | None:
+        return _compile(when, core["currency"], key, file, issues, sources)
+
     flows = []
     for fi, flow in enumerate(core["flows"]):
         fkey = f"flows[{fi}]"
-        flow_when = _compile(flow["when"], core["currency"], f"{fkey}.when", file, issues)
+        flow_when = condition(flow["when"], f"{fkey}.when")
         steps = []
         for si, step in enumerate(flow["steps"]):
             skey = f"{fkey}.steps[{si}]"
@@ -382,7 +482,14 @@ def load_tenant_file(
                         ConfigIssue(
                             file,
                             f"{skey}.channels[{ci}]",
-                            f'"{channel}" is not a [sinks.*] table of this tenant',
+                            f'"{channel}" is not a [sinks.*] table of this tenant'
+                            + did_you_mean(channel, core["sinks"]),
+                        )
+                    )
+                elif channel in sinks:
+                    issues.extend(
+                        _template_issue(
+                            templates, slug, step["template"], sinks[channel], file, skey
                         )
                     )
             steps.append(
@@ -392,7 +499,7 @@ def load_tenant_file(
                     channels=tuple(step["channels"]),
                     template=step["template"],
                     offer=step["offer"],
-                    when=_compile(step["when"], core["currency"], f"{skey}.when", file, issues),
+                    when=condition(step["when"], f"{skey}.when"),
                 )
             )
         flows.append(Flow(flow["name"], flow_when, tuple(steps), flow["enabled"]))
@@ -437,25 +544,47 @@ def load_tenant_file(
     return tenant, issues
 
 
+def _template_issue(
+    templates: TemplateLookup, slug: str, name: str, sink: Any, file: str, step_key: str
+) -> list[ConfigIssue]:
+    """The step's template must have files for this sink's channel in some locale (the
+    renderer's own lookup decides); sinks whose text lives at the provider render none."""
+    if not getattr(sink, "renders_templates", True) or templates.locales(slug, name, sink.channel):
+        return []
+    files = f" ({sink.channel}.<locale>.* files)" if sink.channel != sink.name else ""
+    hint = did_you_mean(name, templates.names(slug, sink.channel))
+    return [
+        ConfigIssue(
+            file, f"{step_key}.template", f'no "{name}" template for {sink.name}{files}{hint}'
+        )
+    ]
+
+
 def _load_plugin_table(
     plugin: Any, table: dict, file: str, key: str, issues: list[ConfigIssue]
 ) -> dict:
     try:
-        return plugin.config_schema().load(table)
+        schema = plugin.config_schema()
+        return schema.load(table)
     except ValidationError as exc:
-        issues.extend(ConfigIssue(file, k, m) for k, m in _walk_errors(exc.messages, key))
+        issues.extend(ConfigIssue(file, k, m) for k, m in _walk_errors(exc.messages, key, schema))
     except Exception as exc:  # a plugin's schema must not take config loading down
         issues.append(ConfigIssue(file, key, f"plugin schema failed: {exc!r}"))
     return {}
 
 
 def _compile(
-    when: Any, currency: str, key: str, file: str, issues: list[ConfigIssue]
+    when: Any,
+    currency: str,
+    key: str,
+    file: str,
+    issues: list[ConfigIssue],
+    sources: Mapping[str, Any],
 ) -> Condition | None:
     if when is None:
         return None
     try:
-        return compile_condition(when, currency, key)
+        return compile_condition(when, currency, key, sources=tuple(sources))
     except ConditionError as exc:
         issues.append(ConfigIssue(file, exc.key, exc.message))
         return None

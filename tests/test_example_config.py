@@ -87,6 +87,39 @@ def test_the_example_tenant_passes_config_check(example):
     assert "ok: 1 tenant(s)" in done.stdout
 
 
+def test_config_check_reports_each_unset_variable_once_and_nothing_it_causes(example):
+    tmp, env = example
+    env = {k: v for k, v in env.items() if not k.startswith("ACME_")}
+    env["HUB_SECRET_KEY"] = "test-key"  # no "generated a key" warning in the output
+    (tmp / "var").mkdir()  # the default SQLite database lives there
+    done = hub(env, "config", "check")
+    assert done.returncode == 1
+    file = tmp / "config" / "tenants" / "acme.toml"
+    unset = [
+        ("sources.stripe.webhook_secret", "ACME_STRIPE_WHSEC"),
+        ("sources.shopify.client_secret", "ACME_SHOPIFY_SECRET"),
+        ("sources.digistore24.ipn_passphrase", "ACME_DS24_PASSPHRASE"),
+        ("sinks.email.smtp_url", "ACME_SMTP_URL"),
+        ("sinks.whatsapp.phone_number_id", "ACME_WHATSAPP_PHONE_ID"),
+        ("sinks.whatsapp.access_token", "ACME_WHATSAPP_TOKEN"),
+        ("sinks.whatsapp.app_secret", "ACME_META_APP_SECRET"),
+        ("sinks.whatsapp.verify_token", "ACME_WHATSAPP_VERIFY_TOKEN"),
+        ("sinks.webpush.vapid_private_key", "ACME_VAPID_PRIVATE_KEY"),
+        ("sinks.zendesk.api_token", "ACME_ZENDESK_TOKEN"),
+    ]
+    # one log line when the app loads the tenant, each error once, where the tenant stands
+    lines = done.stderr.splitlines()
+    assert lines[0].endswith(
+        f" ERROR hub.tenants tenant acme is not served: 10 config errors in {file} "
+        "(hub config check lists them)"
+    )
+    assert lines[1:] == [
+        *(f"{file}: {key}: environment variable {name} is not set" for key, name in unset),
+        "not served after a restart: acme; running hub processes keep serving the last "
+        "version that loaded without errors",
+    ]
+
+
 def test_a_cheap_cart_gets_a_push_then_reminder_and_discount(example):
     tmp, env = example
     out = hub(env, "flow", "preview", "acme", str(event(tmp, 4999))).stdout
