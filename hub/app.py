@@ -37,6 +37,7 @@ ENV_KEYS = (
     "REDIS_URL",
     "HUB_QUEUE_PREFIX",
     "HUB_SECRET_KEY",
+    "HUB_SECRET_KEY_FALLBACKS",
     "HUB_PUBLIC_URL",
     "HUB_ALLOW_PRIVATE_NETWORKS",
     "HUB_MAX_BODY_BYTES",
@@ -75,6 +76,14 @@ class Settings:
     retry_base: float
     retry_max: float
     sweep_after: float
+    # earlier HUB_SECRET_KEYs, still accepted on links already sent (rotation)
+    secret_key_fallbacks: tuple[str, ...] = ()
+
+    @property
+    def link_keys(self) -> list[str]:
+        """The keys a link token may be signed with, for itsdangerous: it signs with the last
+        (the current key) and tries them all, newest first, when verifying."""
+        return [*reversed(self.secret_key_fallbacks), self.secret_key]
 
     @classmethod
     def resolve(cls, config: Mapping[str, Any] | None, environ: Mapping[str, str]) -> Settings:
@@ -99,6 +108,11 @@ class Settings:
             retry_base=float(values["HUB_RETRY_BASE"]),
             retry_max=float(values["HUB_RETRY_MAX"]),
             sweep_after=float(values["HUB_SWEEP_AFTER"]),
+            secret_key_fallbacks=tuple(
+                k.strip()
+                for k in str(values.get("HUB_SECRET_KEY_FALLBACKS") or "").split(",")
+                if k.strip()
+            ),
         )
 
 
@@ -206,6 +220,7 @@ def create_app(
     # url-encoded forms are not capped by field count otherwise
     app.config["MAX_FORM_PARTS"] = 1000
     app.config["SECRET_KEY"] = settings.secret_key
+    app.config["SECRET_KEY_FALLBACKS"] = list(settings.secret_key_fallbacks)
     # loading the tenants logs one line per broken tenant; `hub config check` lists the errors
     hub = Hub(settings, registry, os.environ)
     app.extensions["hub"] = hub

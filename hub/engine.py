@@ -60,7 +60,9 @@ class Effects:
     events: list[int] = field(default_factory=list)
 
 
-def link_serializer(secret: str, purpose: str) -> URLSafeSerializer:
+def link_serializer(secret: str | list[str], purpose: str) -> URLSafeSerializer:
+    """Signs and verifies link tokens; a list of keys signs with the last and verifies with
+    any (key rotation, see ``Settings.link_keys``)."""
     return URLSafeSerializer(secret, salt=f"abandonment-hub.{purpose}")
 
 

@@ -3,6 +3,8 @@
 ``POST /u/<token>`` unsubscribes without cookies or a redirect, as mail clients' one-click
 button requires; ``GET /u/<token>`` only shows a confirmation page, because link scanners and
 prefetchers follow GETs. Tokens are signed with ``HUB_SECRET_KEY``: opaque and unforgeable.
+After a key rotation, tokens signed with a key in ``HUB_SECRET_KEY_FALLBACKS`` still verify, so
+the links in messages already sent keep working.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def _page(title: str, body: str, status: int = 200) -> Response:
 
 def _load(purpose: str, token: str) -> list:
     try:
-        return link_serializer(current_hub().settings.secret_key, purpose).loads(token)
+        return link_serializer(current_hub().settings.link_keys, purpose).loads(token)
     except BadSignature:
         abort(404)
 
