@@ -354,9 +354,27 @@ def load_tenant_file(
     The tenant is ``None`` when the file cannot be read or its core keys do not validate; it
     is only usable when the issues are empty.
     """
-    env_keys: list[str] = []
-    tenant, issues = _load_tenant_file(path, sources, sinks, environ, templates, text, env_keys)
-    return tenant, _without_follow_ons(issues, env_keys)
+    file = str(path)
+    slug = path.stem
+    if not SLUG.match(slug):
+        return None, [
+            ConfigIssue(
+                file,
+                "",
+                f"file name {slug!r} is not a valid tenant slug "
+                "(lower-case letters, digits, - and _)",
+            )
+        ]
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8") if text is None else text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return None, [ConfigIssue(file, "", f"cannot read: {exc}")]
+
+    env_issues: list[tuple[str, str]] = []
+    data = expand_env(raw, environ, "", env_issues)
+    issues = [ConfigIssue(file, key, msg) for key, msg in env_issues]
+    tenant = _validate(file, slug, raw, data, sources, sinks, templates, issues)
+    return tenant, _without_follow_ons(issues, [key for key, _msg in env_issues])
 
 
 def _without_follow_ons(issues: list[ConfigIssue], env_keys: list[str]) -> list[ConfigIssue]:
@@ -377,42 +395,24 @@ def _without_follow_ons(issues: list[ConfigIssue], env_keys: list[str]) -> list[
     return kept
 
 
-def _load_tenant_file(
-    path: Path,
+def _validate(
+    file: str,
+    slug: str,
+    raw: Mapping[str, Any],
+    data: Mapping[str, Any],
     sources: Mapping[str, Any],
     sinks: Mapping[str, Any],
-    environ: Mapping[str, str],
     templates: TemplateLookup,
-    text: str | None,
-    env_keys: list[str],
-) -> tuple[Tenant | None, list[ConfigIssue]]:
-    file = str(path)
-    slug = path.stem
-    if not SLUG.match(slug):
-        return None, [
-            ConfigIssue(
-                file,
-                "",
-                f"file name {slug!r} is not a valid tenant slug "
-                "(lower-case letters, digits, - and _)",
-            )
-        ]
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8") if text is None else text)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        return None, [ConfigIssue(file, "", f"cannot read: {exc}")]
-
-    env_issues: list[tuple[str, str]] = []
-    data = expand_env(raw, environ, "", env_issues)
-    issues = [ConfigIssue(file, key, msg) for key, msg in env_issues]
-    env_keys.extend(key for key, _msg in env_issues)
-
+    issues: list[ConfigIssue],
+) -> Tenant | None:
+    """Validate the expanded ``data`` of one file, appending to ``issues``; the tenant is
+    ``None`` when the core keys do not validate."""
     schema = TenantSchema()
     try:
         core = schema.load(data)
     except ValidationError as exc:
         issues.extend(ConfigIssue(file, k, m) for k, m in _walk_errors(exc.messages, "", schema))
-        return None, issues
+        return None
 
     if core.get("slug") not in (None, slug):
         issues.append(ConfigIssue(file, "slug", f"{core['slug']!r} does not match the file name"))
@@ -541,7 +541,7 @@ def _load_tenant_file(
         flows=tuple(flows),
         raw=raw,
     )
-    return tenant, issues
+    return tenant
 
 
 def _template_issue(
