@@ -166,9 +166,18 @@ class TenantCatalog:
             text: str | None = content.decode("utf-8")
         except UnicodeDecodeError:
             text = None  # the loader reads it again and reports the decoding error
-        tenant, issues = load_tenant_file(
-            Path(path), self.sources, self.sinks, self.environ, templates=self.templates, text=text
-        )
+        try:
+            tenant, issues = load_tenant_file(
+                Path(path),
+                self.sources,
+                self.sinks,
+                self.environ,
+                templates=self.templates,
+                text=text,
+            )
+        except Exception as exc:  # a loader bug must not fail every request of every tenant
+            log.exception("loading %s failed", path)
+            tenant, issues = None, [ConfigIssue(path, "", f"cannot load: {exc!r}")]
         entry = TenantFile(Path(path), stamp, digest, _racy(stamp), issues)
         self.files[path] = entry
         slug = entry.slug
