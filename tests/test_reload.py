@@ -227,20 +227,24 @@ def test_a_new_file_with_errors_is_not_served_and_says_so(catalog, caplog):
     ]
 
 
-def test_reading_the_files_is_cheap(catalog):
-    # a request pays for this once a second per process: 100 tenants cost ~2 ms, not a reload
+def test_looking_at_unchanged_files_costs_far_less_than_loading_them(catalog):
+    # a request pays for the look once a second per process; it must stay a few stats, never
+    # a reload (measured against a load on the same machine, so a busy CI does not matter)
     root, clock, make = catalog
     an_hour_ago = time.time_ns() - 3600 * 10**9
     for i in range(100):
         path = root / "tenants" / f"shop{i}.toml"
         path.write_text(acme())
         os.utime(path, ns=(an_hour_ago, an_hour_ago))  # long saved, as in production
+    started = time.perf_counter()
     tenants = make()
+    load = time.perf_counter() - started
     started = time.perf_counter()
     for _ in range(20):
         clock.now += 1
         tenants.current()
-    assert (time.perf_counter() - started) / 20 < 0.005
+    look = (time.perf_counter() - started) / 20
+    assert look < load / 20, (look, load)
     assert len(tenants.current()) == 100
 
 
