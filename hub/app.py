@@ -19,7 +19,9 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from hub import metrics
 from hub.catalog import TenantCatalog
+from hub.logs import configure_logging
 from hub.plugins import Registry, load_plugins
 from hub.queues import EmbeddedRedis, Queues
 from hub.store import Store
@@ -45,6 +47,8 @@ ENV_KEYS = (
     "HUB_RETRY_MAX",
     "HUB_SWEEP_AFTER",
     "HUB_LOG_LEVEL",
+    "HUB_LOG_FORMAT",
+    "HUB_METRICS_TOKEN",
 )
 DEFAULTS: dict[str, Any] = {
     "HUB_CONFIG_DIR": "config",
@@ -56,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "HUB_SWEEP_AFTER": 60.0,  # an event not processed after this long is enqueued again
     "HUB_ALLOW_PRIVATE_NETWORKS": "",
     "HUB_LOG_LEVEL": "INFO",
+    "HUB_LOG_FORMAT": "human",
 }
 
 
@@ -76,6 +81,9 @@ class Settings:
     retry_base: float
     retry_max: float
     sweep_after: float
+    log_level: str = "INFO"
+    log_format: str = "human"  # or "json": one object per line
+    metrics_token: str | None = None  # GET /metrics wants "Authorization: Bearer <token>"
     # earlier HUB_SECRET_KEYs, still accepted on links already sent (rotation)
     secret_key_fallbacks: tuple[str, ...] = ()
 
@@ -113,6 +121,9 @@ class Settings:
                 for k in str(values.get("HUB_SECRET_KEY_FALLBACKS") or "").split(",")
                 if k.strip()
             ),
+            log_level=str(values["HUB_LOG_LEVEL"]).upper(),
+            log_format=str(values["HUB_LOG_FORMAT"]).lower(),
+            metrics_token=values.get("HUB_METRICS_TOKEN") or None,
         )
 
 
@@ -144,6 +155,8 @@ class Hub:
         self.embedded_redis: EmbeddedRedis | None = None
         redis_url = settings.redis_url or EmbeddedRedis(settings.var_dir).url
         self.queues = Queues(redis_url, settings.queue_prefix)
+        # where the engine counts deliveries (a module: prometheus-client's values are per process)
+        self.metrics = metrics
 
     @property
     def tenants(self) -> dict[str, Tenant]:
@@ -194,6 +207,23 @@ class Hub:
         self.store.dispose()
 
 
+def _known_secrets(settings: Settings) -> list[str]:
+    """Secret values of the settings, masked literally wherever a log line shows them."""
+    keys = (settings.secret_key, settings.metrics_token, *settings.secret_key_fallbacks)
+    return [key for key in keys if key]
+
+
+def _tenant_secrets(tenants: Mapping[str, Tenant]) -> list[str]:
+    """The tenants' secret-named plugin settings (webhook secrets, API keys, passwords)."""
+    from hub.logs import secret_values
+
+    found: list[str] = []
+    for tenant in tenants.values():
+        for table in (*tenant.sources.values(), *tenant.sinks.values()):
+            found.extend(secret_values(table))
+    return found
+
+
 def create_app(
     config: Mapping[str, Any] | None = None, *, plugins: Any = None, extra_plugins: tuple = ()
 ) -> Flask:
@@ -207,10 +237,7 @@ def create_app(
 
     load_dotenv(override=False)
     settings = Settings.resolve(config, os.environ)
-    logging.basicConfig(
-        level=os.environ.get("HUB_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format, _known_secrets(settings))
     registry = load_plugins(plugins, extra_plugins)
 
     app = Flask("hub")
@@ -224,11 +251,13 @@ def create_app(
     # loading the tenants logs one line per broken tenant; `hub config check` lists the errors
     hub = Hub(settings, registry, os.environ)
     app.extensions["hub"] = hub
+    configure_logging(settings.log_level, settings.log_format, _tenant_secrets(hub.tenants))
     hub.store.create_all()
 
     from hub import cli, ingress, tracking
 
     app.register_blueprint(ingress.blueprint)
+    metrics.init_app(app, hub)
     app.register_blueprint(tracking.blueprint)
     for plugin_name, blueprint in registry.blueprints:
         app.register_blueprint(blueprint, url_prefix=f"/plugins/{plugin_name}")

@@ -79,6 +79,8 @@ class Engine:
         self.store = hub.store
         self.clock = clock or (lambda: datetime.now(UTC))
         self.rng = rng or random.Random()
+        # hub.metrics on a real hub; `hub flow simulate`'s stand-in hub has none: counts nothing
+        self.metrics = getattr(hub, "metrics", None)
 
     # ------------------------------------------------------------------ events
 
@@ -533,6 +535,8 @@ class Engine:
         if early:
             self.hub.queues.schedule_step(step_id, step_row.due_at, attempt)
             return "early; rescheduled"
+        if self.metrics and attempt == 0:
+            self.metrics.step_fired((now - step_row.due_at).total_seconds())
         tenant = self.hub.tenants.get(journey.tenant)
         reason, flow_step = self._stop_reason(tenant, journey, step_row, now)
         if reason:
@@ -673,6 +677,8 @@ class Engine:
             except sa.exc.IntegrityError:
                 return
             self._log(conn, journey, step_index, sink_name, channel, delivery_id, 0, status, reason)
+        if self.metrics:
+            self.metrics.delivery(journey.tenant, sink_name, status, reason)
         log.info(
             "delivery journey=%s step=%s sink=%s outcome=%s reason=%s",
             journey.id,
@@ -956,6 +962,8 @@ class Engine:
                 status,
                 reason,
             )
+        if self.metrics:
+            self.metrics.delivery(attempt.journey.tenant, attempt.sink, status, reason)
         if status != "sent":
             log.info(
                 "delivery journey=%s step=%s sink=%s outcome=%s attempt=%s reason=%s",

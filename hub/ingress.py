@@ -126,6 +126,7 @@ def receive(tenant_slug: str, source_name: str) -> Response:
             log.warning("enqueue failed for event %s; the sweep will pick it up", event_id)
 
     outcome = IngestOutcome(len(stored_ids), duplicates, not loaded, tuple(stored_ids))
+    request.environ["hub.ingest_outcome"] = outcome  # counted by hub.metrics
     custom = None
     try:
         custom = source.respond(outcome)
