@@ -121,13 +121,27 @@ def hub_app() -> Flask:
     help="Seconds between sweeps that re-queue work Redis lost (default: half of "
     "HUB_SWEEP_AFTER, at most 30).",
 )
-def worker_command(burst: bool, max_idle_time: int | None, sweep_interval: float | None) -> None:
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve this worker's own Prometheus metrics on this port (for workers on another "
+    "host than the web server; on the same host set PROMETHEUS_MULTIPROC_DIR instead).",
+)
+def worker_command(
+    burst: bool,
+    max_idle_time: int | None,
+    sweep_interval: float | None,
+    metrics_port: int | None = None,
+) -> None:
     """Run an RQ worker with the scheduler on the hub's queues."""
+    from hub import metrics
     from hub.engine import Engine
 
     hub = current_hub()
     _report_problems(hub)
     hub.ensure_redis()
+    _start_metrics(metrics, metrics_port)
     app = hub_app()
     stop = threading.Event()
     interval = sweep_interval or min(hub.settings.sweep_after / 2, 30.0)
@@ -199,6 +213,15 @@ def _work_until_stopped(hub: Any, burst: bool, max_idle_time: int | None) -> Non
             time.sleep(pause)
         except StopRequested:  # a stop signal while waiting (RQ's handler is still installed)
             return
+
+
+def _start_metrics(metrics: Any, port: int | None) -> None:
+    """Fold dead processes' metric files (shared directory) and serve ``port`` if asked."""
+    path = metrics.multiproc_dir()
+    if path is not None:
+        metrics.compact(path)
+    if port:
+        metrics.serve_process_metrics(port)
 
 
 @click.command("plugins")
