@@ -34,7 +34,8 @@ def mask(value: str | None) -> str:
     return "***"
 
 
-_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+)")
+# the look-behind starts a match only at the beginning of an address, not inside one
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+)")
 # E.164 as the hub stores it, and the spaced or dashed forms platforms send in raw payloads
 _PHONE = re.compile(r"\+\d(?:[ ()./-]{0,2}\d){6,14}")
 # user:password@ in any URL (SMTP URLs, Redis and database URLs)
@@ -47,6 +48,8 @@ _SECRET_PAIR = re.compile(
 )
 # secrets with a well-known shape: Stripe and Standard Webhooks keys
 _SECRET_SHAPES = re.compile(r"\b(?:whsec|sk_live|sk_test|rk_live|rk_test)_[A-Za-z0-9+/=_-]+")
+_SHAPE_HINTS = ("whsec_", "sk_", "rk_")
+_SECRET_WORDS = ("secret", "passw", "token", "api", "auth", "signature", "sha_sign", "private")
 _SECRET_KEY_NAME = re.compile(
     r"(?i)secret|password|passwd|token|api[_-]?key|apikey|authorization|signature|private"
 )
@@ -64,16 +67,25 @@ def mask_text(text: str, literals: re.Pattern[str] | None = None) -> str:
 
     ``literals`` matches secret values the hub knows (HUB_SECRET_KEY, the tenants' webhook
     secrets and API keys): the only reliable catch for a secret a library prints in a form no
-    pattern foresees.
+    pattern foresees. Each pattern runs only when a substring it needs is present: Python's
+    regexes scan every position, and this runs for every log record.
     """
     if literals is not None:
         text = literals.sub("***", text)
-    text = _URL_PASSWORD.sub(r"\1***@", text)
-    text = _BEARER.sub(r"\1 ***", text)
-    text = _SECRET_SHAPES.sub("***", text)
-    text = _SECRET_PAIR.sub(r"\1***", text)
-    text = mask_ids(text) if "@" in text else text
-    return _PHONE.sub(lambda m: mask(m.group(0)), text)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(r"\1***@", text)
+    lowered = text.lower()
+    if "bearer" in lowered or "basic" in lowered:
+        text = _BEARER.sub(r"\1 ***", text)
+    if "_" in text and any(shape in text for shape in _SHAPE_HINTS):
+        text = _SECRET_SHAPES.sub("***", text)
+    if any(word in lowered for word in _SECRET_WORDS):
+        text = _SECRET_PAIR.sub(r"\1***", text)
+    if "@" in text:
+        text = mask_ids(text)
+    if "+" in text:
+        text = _PHONE.sub(lambda m: mask(m.group(0)), text)
+    return text
 
 
 def _mask_value(value: Any, literals: re.Pattern[str] | None, key: str = "") -> Any:
@@ -156,9 +168,10 @@ class MaskingFilter(logging.Filter):
             record.exc_text = mask_text(record.exc_text, literals)
         if record.stack_info:
             record.stack_info = mask_text(record.stack_info, literals)
-        for key, value in list(vars(record).items()):
-            if key not in _RECORD_ATTRS and not key.startswith("_"):
-                setattr(record, key, _mask_value(value, literals, key))
+        fields = vars(record)
+        for key in fields.keys() - _RECORD_ATTRS:  # the extra fields
+            if not key.startswith("_"):
+                fields[key] = _mask_value(fields[key], literals, key)
         record._hub_masked = True
         return True
 
