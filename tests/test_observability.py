@@ -11,58 +11,12 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
-import psutil
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from samples import stripe_event, stripe_headers, stripe_session, tenant_toml
 
-from hub.testing import HubHarness, free_port, wait_for
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@contextmanager
-def gunicorn(
-    harness: HubHarness, *args: str, env: dict[str, str] | None = None
-) -> Iterator[tuple[str, subprocess.Popen]]:
-    """The README's production web command for ``harness``, on a free port."""
-    port = free_port()
-    environment = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    environment.update({k: str(v) for k, v in harness.config.items()})
-    environment.update(env or {})
-    out = open(harness.root / "gunicorn.log", "wb")  # noqa: SIM115
-    command = [sys.executable, "-m", "gunicorn", "-c", "python:hub.gunicorn_config"]
-    proc = subprocess.Popen(
-        [*command, "--workers", "2", "--bind", f"127.0.0.1:{port}", *args, "wsgi:app"],
-        cwd=ROOT,
-        env=environment,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return requests.get(f"{base}/healthz", timeout=1).ok
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(ready, 30, message="gunicorn answering")
-        yield base, proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        out.close()
+from hub.testing import wait_for
 
 
 def scrape(base: str, token: str | None = None) -> dict[tuple[str, frozenset], float]:
@@ -111,33 +65,36 @@ def test_metrics_are_exact_sums_over_gunicorn_workers_and_hub_worker(hub_factory
     )
     first = abandonment("cs_one", "one@example.com", "+4915111111111")
     second = abandonment("cs_two", "two@example.com", "+4915122222222")
-    with gunicorn(harness) as (base, master):
-        hook = f"{base}/webhooks/acme/stripe"
-        batch = [(hook, first, stripe_headers(first)), (hook, second, stripe_headers(second))]
-        assert post_all(batch) == [202, 202]
-        again = [(hook, first, stripe_headers(first))] * 3
-        forged = [(hook, first, {"Stripe-Signature": "t=1,v1=00"})] * 4
-        strangers = [(f"{base}/webhooks/nobody-{i}/stripe", first, {}) for i in range(2)]
-        assert post_all(again + forged + strangers) == [202] * 3 + [401] * 4 + [404] * 2
-        assert requests.get(f"{base}/metrics", timeout=5).status_code == 401
+    base = f"http://127.0.0.1:{harness.start_web(workers=2)}"
+    master = harness.webs[-1]
+    hook = f"{base}/webhooks/acme/stripe"
+    batch = [(hook, first, stripe_headers(first)), (hook, second, stripe_headers(second))]
+    assert post_all(batch) == [202, 202]
+    again = [(hook, first, stripe_headers(first))] * 3
+    forged = [(hook, first, {"Stripe-Signature": "t=1,v1=00"})] * 4
+    strangers = [(f"{base}/webhooks/nobody-{i}/stripe", first, {}) for i in range(2)]
+    assert post_all(again + forged + strangers) == [202] * 3 + [401] * 4 + [404] * 2
+    assert requests.get(f"{base}/metrics", timeout=5).status_code == 401
 
-        before = scrape(base, token)
-        # two events wait in the queue: no worker runs yet
-        assert value(before, "hub_queue_jobs", queue="events", state="queued") == 2
-        assert value(before, "hub_redis_up") == 1
+    before = scrape(base, token)
+    # two events wait in the queue: no worker runs yet
+    assert value(before, "hub_queue_jobs", queue="events", state="queued") == 2
+    assert value(before, "hub_redis_up") == 1
 
-        metrics_dir = harness.root / "var" / "metrics"  # gunicorn_config's default
-        harness.config["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-        harness.start_worker()
-        smtp_server.wait_for_messages(2)
-        harness.wait_for(lambda: all(s.status == "sent" for s in harness.rows("steps")))
-        harness.stop_workers()  # the worker is gone; its counts stay in the shared directory
+    metrics_dir = harness.root / "var" / "metrics"  # gunicorn_config's default
+    harness.config["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    harness.start_worker()
+    smtp_server.wait_for_messages(2)
+    harness.wait_for(lambda: all(s.status == "sent" for s in harness.rows("steps")))
+    harness.stop_workers()  # the worker is gone; its counts stay in the shared directory
 
-        # a recycled web worker: its counts are folded into the archive, not lost
-        web_workers = psutil.Process(master.pid).children()
-        web_workers[0].terminate()
-        wait_for(lambda: (metrics_dir / "counter_archive.db").exists(), 20, message="archive")
-        after = scrape(base, token)
+    # a recycled web worker: its counts are folded into the archive, not lost
+    children = subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True, text=True)
+    recycled = int(children.stdout.split()[0])
+    os.kill(recycled, signal.SIGTERM)
+    wait_for(lambda: not list(metrics_dir.glob(f"*_{recycled}.db")), 20, message="files folded")
+    assert (metrics_dir / "counter_archive.db").exists()
+    after = scrape(base, token)
 
     webhooks = "hub_webhook_requests_total"
     labels = {"tenant": "acme", "source": "stripe"}
@@ -179,22 +136,21 @@ def test_no_email_phone_or_secret_reaches_any_log_line_of_any_process(hub_factor
     )
     body = abandonment("cs_canary", email, phone)
     json_logs = {"HUB_LOG_FORMAT": "json", "HUB_LOG_LEVEL": "DEBUG"}
-    with gunicorn(harness, "--access-logfile", "-", "--log-level", "debug", env=json_logs) as (
-        base,
-        _master,
-    ):
-        # a platform that puts the customer and a secret into the query string
-        query = f"email={email}&phone={phone}&token={webhook_secret}"
-        hook = f"{base}/webhooks/acme/stripe?{query}"
-        headers = stripe_headers(body, webhook_secret)
-        assert requests.post(hook, data=body, headers=headers, timeout=10).status_code == 202
-        assert requests.post(hook, data=body, headers={}, timeout=10).status_code == 401
-        harness.config["PROMETHEUS_MULTIPROC_DIR"] = str(harness.root / "var" / "metrics")
-        harness.start_worker()
-        [mail] = smtp_server.wait_for_messages(1)
-        assert mail["To"] == email
-        harness.wait_for(lambda: all(s.status == "sent" for s in harness.rows("steps")))
-        harness.stop_workers()
+    port = harness.start_web(2, "--access-logfile", "-", "--log-level", "debug", env=json_logs)
+    base = f"http://127.0.0.1:{port}"
+    # a platform that puts the customer and a secret into the query string
+    query = f"email={email}&phone={phone}&token={webhook_secret}"
+    hook = f"{base}/webhooks/acme/stripe?{query}"
+    headers = stripe_headers(body, webhook_secret)
+    assert requests.post(hook, data=body, headers=headers, timeout=10).status_code == 202
+    assert requests.post(hook, data=body, headers={}, timeout=10).status_code == 401
+    harness.config["PROMETHEUS_MULTIPROC_DIR"] = str(harness.root / "var" / "metrics")
+    harness.start_worker()
+    [mail] = smtp_server.wait_for_messages(1)
+    assert mail["To"] == email
+    harness.wait_for(lambda: all(s.status == "sent" for s in harness.rows("steps")))
+    harness.stop_workers()
+    harness.stop_webs()
     cli = subprocess.run(
         [sys.executable, "-m", "hub", "sweep"],
         env={**os.environ, **{k: str(v) for k, v in harness.config.items()}},
@@ -211,7 +167,7 @@ def test_no_email_phone_or_secret_reaches_any_log_line_of_any_process(hub_factor
         for line in log.read_text().splitlines()
     ]
     by_file = {name for name, _ in lines}
-    assert {"gunicorn.log", "worker-0.log", "cli.log"} <= by_file
+    assert {"web-0.log", "worker-0.log", "cli.log"} <= by_file
     for name, line in lines:
         record = json.loads(line)  # every line of every process is one JSON object
         assert isinstance(record, dict), (name, line)

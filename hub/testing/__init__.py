@@ -298,27 +298,35 @@ class HubHarness:
         self.workers.append(proc)
         return proc
 
-    def start_web(self, workers: int = 1) -> int:
-        """A real ``gunicorn wsgi:app`` for this hub on a free loopback port; returns the port.
+    def start_web(
+        self, workers: int = 1, *extra_args: str, env: Mapping[str, str] | None = None
+    ) -> int:
+        """A real gunicorn for this hub, configured as in production (``-c
+        python:hub.gunicorn_config``), on a free loopback port; returns the port.
 
         Web processes are what platforms post to in production; several of them (and several
-        ``hub worker``) share only Redis and the database, which is what scale-out tests need."""
+        ``hub worker``) share only Redis and the database, which is what scale-out tests need.
+        ``extra_args`` go to gunicorn; ``env`` overrides the hub's settings for this process."""
         port = free_port()
-        env = dict(os.environ)
-        env.update({k: str(v) for k, v in self.config.items()})
+        environment = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        environment.update({k: str(v) for k, v in self.config.items()})
+        environment.update(env or {})
         log = open(self.root / f"web-{len(self.webs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "gunicorn",
+                "-c",
+                "python:hub.gunicorn_config",
                 "--bind",
                 f"127.0.0.1:{port}",
                 "--workers",
                 str(workers),
+                *extra_args,
                 "hub.app:create_app()",  # what wsgi.py does, without needing the checkout
             ],
-            env=env,
+            env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -392,6 +400,11 @@ class HubHarness:
 
     def close(self) -> None:
         self.stop_workers()
+        self.stop_webs()
+        self.hub.store.dispose()
+
+    def stop_webs(self) -> None:
+        """Stop the gunicorn masters (SIGTERM: their workers finish and exit first)."""
         for proc in self.webs:
             if proc.poll() is None:
                 proc.terminate()
@@ -401,7 +414,6 @@ class HubHarness:
                     proc.kill()
                     proc.wait()
         self.webs = []
-        self.hub.store.dispose()
 
 
 # ------------------------------------------------------------------------------------ contract
