@@ -114,7 +114,7 @@ class LiveHub:
 def process_tree(root_pid: int) -> set[int]:
     """``root_pid``, every process in its process group and every descendant (from /proc).
 
-    RQ's work-horse puts itself in a new process group (reliability.md), so killing the group
+    RQ's work-horse puts itself in a new process group, so killing the group
     alone is not enough in general; the hub's SimpleWorker has no horse, but its scheduler is a
     forked child, and a test that claims "the worker is dead" must prove it for all of them.
     """

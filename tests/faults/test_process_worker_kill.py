@@ -1,5 +1,5 @@
 """``kill -9`` of the whole worker while a sink's request is in flight (the provider holds it
-open), then a new worker and its sweep. The delivery guarantee (README, reliability.md) says:
+open), then a new worker and its sweep. The delivery guarantee (README) says:
 
 * a provider that does not deduplicate (the WhatsApp Cloud API) got at most one call: the
   ledger row written before the call turns into ``unknown`` and is never resent, on no channel;
