@@ -810,19 +810,20 @@ def test_order_from_another_checkout_of_the_same_buyer_stops_the_waiting_one(
 
 
 def test_order_after_the_abandonment_but_before_the_step_sends_nothing(hub_factory, smtp_server):
-    harness = hub_factory({"acme": shopify_tenant(smtp_server.url, abandon_after="1s", after="3s")})
-    harness.start_worker()
+    harness = hub_factory({"acme": shopify_tenant(smtp_server.url, abandon_after="1s", after="6s")})
+    start_ready_worker(harness)  # its start-up must not eat the step's 6 s
     body = encode(checkout())
     harness.post("acme", "shopify", body, shopify_headers(body))
     harness.wait_for(
         lambda: harness.rows("steps") and harness.rows("journeys")[0].status == "open",
         message="inferred abandonment with a scheduled step",
     )
+    [step] = harness.rows("steps")
     paid = encode(order())
     harness.post("acme", "shopify", paid, shopify_headers(paid, "orders/paid"))
     harness.wait_for(lambda: harness.rows("steps")[0].status == "cancelled", message="cancel")
     assert harness.rows("journeys")[0].status == "converted"
-    time.sleep(3)  # past the step's due time
+    time.sleep(max(0.0, (step.due_at - datetime.now(UTC)).total_seconds()) + 1.5)
     assert smtp_server.messages == []
     assert harness.rows("deliveries") == []
 
