@@ -94,7 +94,14 @@ class Settings:
         return [*reversed(self.secret_key_fallbacks), self.secret_key]
 
     @classmethod
-    def resolve(cls, config: Mapping[str, Any] | None, environ: Mapping[str, str]) -> Settings:
+    def resolve(
+        cls,
+        config: Mapping[str, Any] | None,
+        environ: Mapping[str, str],
+        *,
+        create_state: bool = True,
+    ) -> Settings:
+        """``create_state=False`` writes nothing (no ``var/``, no generated secret)."""
         values: dict[str, Any] = dict(DEFAULTS)
         values.update({k: environ[k] for k in ENV_KEYS if environ.get(k)})
         values.update(config or {})
@@ -107,15 +114,15 @@ class Settings:
             database_schema=values.get("DATABASE_SCHEMA") or None,
             redis_url=values.get("REDIS_URL") or None,
             queue_prefix=values["HUB_QUEUE_PREFIX"],
-            secret_key=values.get("HUB_SECRET_KEY") or _dev_secret(var_dir),
+            secret_key=values.get("HUB_SECRET_KEY") or _dev_secret(var_dir, create_state),
             public_url=(values.get("HUB_PUBLIC_URL") or "").rstrip("/") or None,
             allow_private_networks=tuple(
                 c.strip() for c in str(values["HUB_ALLOW_PRIVATE_NETWORKS"]).split(",") if c.strip()
             ),
-            max_body_bytes=int(values["HUB_MAX_BODY_BYTES"]),
-            retry_base=float(values["HUB_RETRY_BASE"]),
-            retry_max=float(values["HUB_RETRY_MAX"]),
-            sweep_after=float(values["HUB_SWEEP_AFTER"]),
+            max_body_bytes=int(_number(values, "HUB_MAX_BODY_BYTES")),
+            retry_base=_number(values, "HUB_RETRY_BASE"),
+            retry_max=_number(values, "HUB_RETRY_MAX"),
+            sweep_after=_number(values, "HUB_SWEEP_AFTER"),
             secret_key_fallbacks=tuple(
                 k.strip()
                 for k in str(values.get("HUB_SECRET_KEY_FALLBACKS") or "").split(",")
@@ -127,12 +134,26 @@ class Settings:
         )
 
 
-def _dev_secret(var_dir: Path) -> str:
-    """Without HUB_SECRET_KEY, keep one random key in var/ so links survive restarts."""
+def _number(values: Mapping[str, Any], key: str) -> float:
+    """A numeric setting; a typo names the variable instead of ``invalid literal for int()``."""
+    try:
+        return float(values[key])
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}={values[key]!r}: expected a number") from None
+
+
+def _dev_secret(var_dir: Path, create: bool = True) -> str:
+    """Without HUB_SECRET_KEY, keep one random key in var/ so links survive restarts.
+
+    A process that must not create state (``hub log``, ``hub flow preview`` in a fresh
+    directory) gets a throw-away key: it signs no link that leaves the machine.
+    """
     path = var_dir / "secret_key"
     try:
         return path.read_text().strip()
     except FileNotFoundError:
+        if not create:
+            return secrets.token_urlsafe(32)
         var_dir.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(32)
         path.write_text(key)
@@ -225,18 +246,24 @@ def _tenant_secrets(tenants: Mapping[str, Tenant]) -> list[str]:
 
 
 def create_app(
-    config: Mapping[str, Any] | None = None, *, plugins: Any = None, extra_plugins: tuple = ()
+    config: Mapping[str, Any] | None = None,
+    *,
+    plugins: Any = None,
+    extra_plugins: tuple = (),
+    create_state: bool = True,
 ) -> Flask:
     """Build the Flask app: settings, plugins, tenants, store, queues, blueprints, CLI.
 
     ``config`` overrides the environment (tests pass everything explicitly). ``plugins``
     replaces entry-point discovery with the given entry points; ``extra_plugins`` registers
-    plugin objects in addition (the hub's own tests use both).
+    plugin objects in addition (the hub's own tests use both). ``create_state=False`` is for
+    commands that only read (``hub log``, ``hub --help``): no ``var/``, no secret file, no
+    tables, so running one in the wrong directory leaves nothing behind.
     """
     from dotenv import load_dotenv
 
     load_dotenv(override=False)
-    settings = Settings.resolve(config, os.environ)
+    settings = Settings.resolve(config, os.environ, create_state=create_state)
     configure_logging(settings.log_level, settings.log_format, _known_secrets(settings))
     registry = load_plugins(plugins, extra_plugins)
 
@@ -252,7 +279,8 @@ def create_app(
     hub = Hub(settings, registry, os.environ)
     app.extensions["hub"] = hub
     configure_logging(settings.log_level, settings.log_format, _tenant_secrets(hub.tenants))
-    hub.store.create_all()
+    if create_state:
+        hub.store.create_all()
 
     from hub import cli, ingress, tracking
 
