@@ -10,18 +10,18 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from datetime import UTC, datetime
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import click
-import requests
 import sqlalchemy as sa
 from flask import Flask
-from flask.cli import FlaskGroup
 
 from hub import current_hub
-from hub.store import delivery_log
+from hub.console import SINCE
+from hub.logs import mask
+from hub.store import deliveries, delivery_log, journeys
 
 log = logging.getLogger("hub.worker")
 
@@ -32,11 +32,12 @@ def register(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(plugins_command)
     app.cli.add_command(config_group)
-    app.cli.add_command(demo_command)
     app.cli.add_command(sweep_command)
     app.cli.add_command(log_command)
+    from hub.democli import demo_command
     from hub.flowcli import flow_group
 
+    app.cli.add_command(demo_command)
     app.cli.add_command(flow_group)
     hub = app.extensions["hub"]
     for plugin_name, command in hub.registry.commands:
@@ -272,95 +273,153 @@ def config_check() -> None:
     click.echo(f"ok: {len(hub.tenants)} tenant(s) in {hub.settings.config_dir / 'tenants'}")
 
 
-@click.command("demo")
-@click.option(
-    "--url",
-    default=None,
-    help="Base URL of the running hub (default HUB_PUBLIC_URL or http://127.0.0.1:8000).",
-)
-@click.option("--wait", default=30.0, show_default=True, help="Seconds to wait for a message.")
-def demo_command(url: str | None, wait: float) -> None:
-    """Post a correctly signed sample abandonment for every tenant source that has one, then
-    show the recovery messages as the running hub sends them."""
-    hub = current_hub()
-    base = (url or hub.public_url()).rstrip("/")
-    with hub.store.begin() as conn:
-        last_log = conn.execute(sa.select(sa.func.max(delivery_log.c.id))).scalar() or 0
-    posted = 0
-    now = datetime.now(UTC)
-    for tenant in hub.tenants.values():
-        for name, config in tenant.sources.items():
-            sample = hub.sources[name].demo_request(config, now)
-            if sample is None:
-                continue
-            target = f"{base}/webhooks/{tenant.slug}/{name}"
-            try:
-                answer = requests.post(
-                    target, data=sample.body, headers=dict(sample.headers), timeout=10
-                )
-            except requests.RequestException as exc:
-                raise click.ClickException(
-                    f"cannot reach the hub at {base}: is `hub run` "
-                    f"running? ({exc.__class__.__name__})"
-                ) from None
-            click.echo(
-                f"posted {sample.description} to {target}: {answer.status_code} "
-                f"{answer.text.strip()[:120]}"
-            )
-            posted += answer.ok
-    if not posted:
-        raise click.ClickException("no tenant has a source with a demo sample")
-    click.echo(f"waiting up to {wait:.0f}s for the recovery message(s)…")
-    deadline = time.monotonic() + wait
-    sent = 0
-    while time.monotonic() < deadline and sent < posted:
-        with hub.store.begin() as conn:
-            rows = conn.execute(
-                sa.select(delivery_log)
-                .where(delivery_log.c.id > last_log)
-                .order_by(delivery_log.c.id)
-            ).all()
-        for row in rows:
-            last_log = row.id
-            click.echo(
-                f"  {row.at:%H:%M:%S} tenant {row.tenant} journey {row.journey_id} "
-                f"step {row.step_index} {row.sink or '-'}: {row.status}"
-                f"{' (' + row.reason + ')' if row.reason else ''}"
-            )
-            sent += row.status == "sent"
-        time.sleep(0.5)
-    if sent < posted:
-        raise click.ClickException(
-            "no message arrived in time: is `hub run` (or `hub worker`) running? see `hub log`"
-        )
-
-
 @click.command("sweep")
 def sweep_command() -> None:
-    """Re-queue events and steps that Redis lost (the workers also do this periodically)."""
+    """Re-queue events and steps that Redis lost (the workers also do this periodically).
+
+    Uses the Redis of the running hub and never starts one: a Redis started just for this
+    would hold the re-queued work with no worker to run it."""
     from hub.engine import Engine
 
     hub = current_hub()
-    hub.ensure_redis()
+    require_database(hub)
+    hub.queues.ping()  # unreachable: one line naming REDIS_URL or the embedded socket
     click.echo(json.dumps(Engine(hub).sweep()))
 
 
 @click.command("log")
-@click.option("--tenant", default=None)
-@click.option("--limit", default=20, show_default=True)
-def log_command(tenant: str | None, limit: int) -> None:
-    """Show the newest entries of the delivery log."""
+@click.option("--tenant", default=None, help="Only this tenant's entries.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    help="Only these statuses (sent, skipped, failed, retrying, unknown, delivered, …); "
+    "repeat the option or separate with commas.",
+)
+@click.option(
+    "--since",
+    type=SINCE,
+    default=None,
+    help="Only newer entries: a duration back from now (30m, 2h, 3d) or an ISO date or time "
+    "(without a zone: UTC, like the times shown).",
+)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--unmask", is_flag=True, help="Show recipients in full (personal data).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def log_command(
+    tenant: str | None,
+    statuses: tuple[str, ...],
+    since: datetime | None,
+    limit: int,
+    unmask: bool,
+    as_json: bool,
+) -> None:
+    """Show the newest entries of the delivery log (times in UTC), oldest first."""
     hub = current_hub()
-    query = sa.select(delivery_log).order_by(delivery_log.c.id.desc()).limit(limit)
-    if tenant:
-        query = query.where(delivery_log.c.tenant == tenant)
-    with hub.store.begin() as conn:
-        rows = conn.execute(query).all()
+    require_database(hub)
+    if tenant is not None:
+        _known_tenant(hub, tenant, "--tenant", logged=True)
+    rows = _log_rows(hub, tenant, _split(statuses), since, limit)
     for row in reversed(rows):
+        recipient = (row.recipient or "-") if unmask else mask(row.recipient)
+        if as_json:
+            click.echo(json.dumps(_log_json(row, recipient)))
+            continue
         click.echo(
             f"{row.at:%Y-%m-%d %H:%M:%S} {row.tenant} journey {row.journey_id} step "
-            f"{row.step_index} {row.sink or '-'} attempt {row.attempt}: {row.status}"
-            f"{' (' + row.reason + ')' if row.reason else ''}"
+            f"{row.step_index} {row.sink or '-'} → {recipient} attempt {row.attempt}: "
+            f"{row.status}{' (' + row.reason + ')' if row.reason else ''}"
+        )
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    return [v.strip().lower() for value in values for v in value.split(",") if v.strip()]
+
+
+def _log_rows(
+    hub: Any, tenant: str | None, statuses: list[str], since: datetime | None, limit: int
+) -> list[Any]:
+    """The newest ``limit`` matching rows with their recipient: the delivery's address, or
+    for a step skipped before any channel was tried, the journey's e-mail or phone."""
+    recipient = sa.func.coalesce(deliveries.c.identity, journeys.c.email, journeys.c.phone)
+    query = (
+        sa.select(delivery_log, recipient.label("recipient"))
+        .select_from(
+            delivery_log.outerjoin(
+                deliveries, deliveries.c.id == delivery_log.c.delivery_id
+            ).outerjoin(journeys, journeys.c.id == delivery_log.c.journey_id)
+        )
+        .order_by(delivery_log.c.id.desc())
+        .limit(limit)
+    )
+    if tenant is not None:
+        query = query.where(delivery_log.c.tenant == tenant)
+    if statuses:
+        query = query.where(delivery_log.c.status.in_(statuses))
+    if since is not None:
+        query = query.where(delivery_log.c.at >= since)
+    with hub.store.begin() as conn:
+        return list(conn.execute(query).all())
+
+
+def _log_json(row: Any, recipient: str) -> dict[str, Any]:
+    return {
+        "at": row.at.isoformat(),
+        "tenant": row.tenant,
+        "journey_id": row.journey_id,
+        "step_index": row.step_index,
+        "sink": row.sink,
+        "channel": row.channel,
+        "recipient": recipient if row.recipient else None,
+        "delivery_id": row.delivery_id,
+        "attempt": row.attempt,
+        "status": row.status,
+        "reason": row.reason,
+    }
+
+
+def known_tenant(hub: Any, slug: str, param_hint: str = "'TENANT_SLUG'") -> Any:
+    """The configured tenant ``slug``; a usage error listing the tenants there are."""
+    return _known_tenant(hub, slug, param_hint, logged=False)
+
+
+def _known_tenant(hub: Any, slug: str, param_hint: str, *, logged: bool) -> Any:
+    tenant = hub.tenants.get(slug)
+    if tenant is not None:
+        return tenant
+    names = set(hub.tenants)
+    if logged:  # a tenant removed from the config still has its history
+        with hub.store.begin() as conn:
+            names |= set(conn.execute(sa.select(delivery_log.c.tenant).distinct()).scalars())
+        if slug in names:
+            return None
+    if not hub.settings.config_dir.is_dir():
+        raise click.ClickException(
+            f"no configuration at {hub.settings.config_dir}: run hub where config/ is, or set "
+            "HUB_CONFIG_DIR"
+        )
+    known = ", ".join(sorted(names)) or "none (see `hub config check`)"
+    raise click.BadParameter(f"no tenant {slug!r}; known tenants: {known}", param_hint=param_hint)
+
+
+def require_database(hub: Any) -> None:
+    """Fail with where the hub looked unless its database exists and has its tables: a
+    command that only reads must not create a database in whatever directory it runs in."""
+    url = hub.store.engine.url
+    file = url.database if url.get_backend_name() == "sqlite" else None
+    if file not in (None, "", ":memory:") and not Path(file).exists():
+        raise click.ClickException(
+            f"no hub database at {file}: nothing has run with this HUB_VAR_DIR "
+            f"({hub.settings.var_dir}); run hub where `hub run` ran, or set HUB_VAR_DIR "
+            "or DATABASE_URL"
+        )
+    if not sa.inspect(hub.store.engine).has_table(
+        delivery_log.name, schema=hub.settings.database_schema
+    ):
+        where = url.render_as_string(hide_password=True)
+        raise click.ClickException(
+            f"database {where} has no hub tables yet: start `hub run` or `hub worker` once "
+            "against it, or check DATABASE_URL / DATABASE_SCHEMA"
         )
 
 
@@ -371,13 +430,7 @@ def _report_problems(hub: Any) -> None:
 
 
 def main() -> None:
-    """Entry point of the ``hub`` console script."""
-    from hub.app import create_app
+    """Entry point of the ``hub`` console script (see :mod:`hub.console`)."""
+    from hub.console import main as console_main
 
-    cli = FlaskGroup(
-        create_app=lambda: create_app(),
-        add_default_commands=False,
-        load_dotenv=False,
-        help="abandonment-hub: win back abandoned checkouts.",
-    )
-    cli.main(prog_name="hub")
+    console_main()
