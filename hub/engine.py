@@ -502,14 +502,7 @@ class Engine:
                 effects.checks.append((journey_id, update_at, update_at + window))
                 note = "early; rescheduled"
             else:
-                event = dict(journey.event)
-                event.update(
-                    kind="checkout.abandoned",
-                    event_key=f"inferred:{journey.checkout_id}:{update_at.isoformat()}",
-                    occurred_at=(update_at + window).isoformat(),
-                    stage=event.get("stage") or "cart",
-                )
-                loaded = load_event(event)
+                loaded = load_event(inferred_abandonment(journey.event, update_at, window))
                 new_id = _insert_event(conn, loaded, self.clock())
                 if new_id is not None:
                     effects.events.append(new_id)
@@ -1104,6 +1097,19 @@ def _known_update_is_newer(journey: Any, update_at: datetime, event_id: int) -> 
     if journey.last_update_at != update_at:
         return journey.last_update_at > update_at
     return journey.event_id is not None and journey.event_id > event_id
+
+
+def inferred_abandonment(update: dict, update_at: datetime, window: timedelta) -> dict:
+    """The ``checkout.abandoned`` event (JSON form) that the last ``checkout.updated`` of a
+    checkout becomes when its window closes with no conversion or deletion; ``hub flow
+    preview`` shows the same event for an update."""
+    return {
+        **update,
+        "kind": "checkout.abandoned",
+        "event_key": f"inferred:{update['checkout_id']}:{update_at.isoformat()}",
+        "occurred_at": (update_at + window).isoformat(),
+        "stage": update.get("stage") or "cart",
+    }
 
 
 def _identity_key(address: str) -> str:

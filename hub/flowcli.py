@@ -11,7 +11,11 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import logging
+import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,10 +27,13 @@ from marshmallow import ValidationError
 from werkzeug.datastructures import Headers
 
 from hub import current_hub
+from hub.cli import known_tenant, require_database
 from hub.conditions import facts_for
-from hub.engine import Engine
+from hub.console import DURATION
+from hub.durations import format_duration
+from hub.engine import Engine, inferred_abandonment
 from hub.events import dump_event, first_error_field, load_event
-from hub.hookspecs import InboundRequest, OutboundMessage
+from hub.hookspecs import InboundRequest, OutboundMessage, PayloadError
 from hub.logs import mask
 from hub.store import Store
 from hub.templates import TemplateMissing, message_locales
@@ -38,100 +45,262 @@ def flow_group() -> None:
 
 
 def _read_events(
-    hub: Any, tenant: Any, path: Path, source: str | None, headers: tuple[str, ...]
+    hub: Any,
+    tenant: Any,
+    path: Path,
+    param: str,
+    source: str | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
 ) -> list[dict]:
     """Normalized events from a file: our event JSON (one, a list, or JSON lines), or with
-    ``--source`` a platform payload exactly as it would be posted (not verified)."""
+    ``--source`` a platform payload exactly as it would be posted (not verified). Anything
+    wrong with the file is a usage error naming the file (``param`` is the argument)."""
     raw = path.read_bytes()
     if source:
-        plugin = hub.sources.get(source)
-        if plugin is None or source not in tenant.sources:
-            raise click.ClickException(f"source {source!r} is not enabled for {tenant.slug}")
-        header_map = Headers([tuple(h.split(":", 1)) for h in headers])
-        content_type = header_map.get("Content-Type", "application/json")
-        request = InboundRequest(
-            tenant.slug,
-            source,
-            "POST",
-            raw,
-            header_map,
-            {},
-            content_type.split(";")[0],
-            datetime.now(UTC),
-        )
-        items = plugin.parse(request, tenant.sources[source])
+        items = _parse_payload(hub, tenant, path, param, raw, source, headers)
     else:
-        text = raw.decode()
         try:
-            data = json.loads(text)
-            items = data if isinstance(data, list) else [data]
-        except json.JSONDecodeError:
-            items = [json.loads(line) for line in text.splitlines() if line.strip()]
+            text = raw.decode()
+        except UnicodeDecodeError as exc:
+            raise click.BadParameter(
+                f"{path}: not UTF-8 text (byte {exc.start})", param_hint=param
+            ) from None
+        items = _json_items(text, path, param)
     events = []
     for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise click.BadParameter(
+                f"{path}: event {i}: expected a JSON object, got {type(item).__name__}",
+                param_hint=param,
+            )
         item = {"source": source or item.get("source", "preview"), **item, "tenant": tenant.slug}
         try:
             events.append(load_event(item))
         except ValidationError as exc:
             field, message = first_error_field(exc.messages)
-            raise click.ClickException(f"{path}: event {i}: {field}: {message}") from None
+            raise click.BadParameter(
+                f"{path}: event {i}: {field}: {message}", param_hint=param
+            ) from None
     return events
 
 
-def _tenant(hub: Any, slug: str) -> Any:
-    tenant = hub.tenants.get(slug)
-    if tenant is None:
-        raise click.ClickException(f"no tenant {slug!r} (see `hub config check`)")
-    return tenant
+def _json_items(text: str, path: Path, param: str) -> list[Any]:
+    """One JSON document (an object or a list), else JSON lines; a mistake names its line."""
+    try:
+        data = json.loads(text)
+        return data if isinstance(data, list) else [data]
+    except json.JSONDecodeError as whole:
+        lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        if not lines or not _is_json(lines[0][1]):  # one document with a mistake in it
+            raise click.BadParameter(
+                f"{path}: not JSON: {whole.msg} (line {whole.lineno}, column {whole.colno})",
+                param_hint=param,
+            ) from None
+    items = []
+    for number, line in lines:
+        try:
+            items.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(
+                f"{path}: line {number} is not JSON: {exc.msg} (column {exc.colno}); JSON "
+                "lines need one event per line",
+                param_hint=param,
+            ) from None
+    return items
+
+
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def _parse_payload(
+    hub: Any,
+    tenant: Any,
+    path: Path,
+    param: str,
+    raw: bytes,
+    source: str,
+    headers: tuple[tuple[str, str], ...],
+) -> list[dict]:
+    """The source's own parse, with the headers a file cannot carry (the source's
+    ``preview_headers``) under the user's ``--header`` values."""
+    plugin = hub.sources.get(source)
+    if plugin is None or source not in tenant.sources:
+        enabled = ", ".join(tenant.sources) or "none"
+        raise click.BadParameter(
+            f"source {source!r} is not enabled for {tenant.slug} (enabled: {enabled})",
+            param_hint="--source",
+        )
+    config = tenant.sources[source]
+    header_map = Headers(dict(plugin.preview_headers(config)))
+    for name, value in headers:
+        header_map.set(name, value)
+    content_type = header_map.get("Content-Type", "application/json")
+    request = InboundRequest(
+        tenant.slug,
+        source,
+        "POST",
+        raw,
+        header_map,
+        {},
+        content_type.split(";")[0],
+        datetime.now(UTC),
+    )
+    try:
+        return plugin.parse(request, config)
+    except PayloadError as exc:
+        field = exc.field or "body"
+        hint = f" (give it with --header '{field}: …')" if _HEADER.match(field) else ""
+        raise click.BadParameter(
+            f"{path}: {field}: {exc.message}{hint}", param_hint=param
+        ) from None
+    except Exception as exc:  # plugin code: name the plugin, never a traceback
+        raise click.ClickException(
+            f"source {source} failed to parse {path}: {exc.__class__.__name__}: {exc}"
+        ) from exc
+
+
+# "X-Shopify-Topic", "Webhook-Id": a payload field the user can only give as a header
+_HEADER = re.compile(r"^[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)+$")
+
+
+def _header_values(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    parsed = []
+    for text in values:
+        name, colon, value = text.partition(":")
+        if not colon or not name.strip():
+            raise click.BadParameter(f"{text!r} is not 'Name: value'", ctx, param)
+        parsed.append((name.strip(), value.strip()))
+    return tuple(parsed)
 
 
 @flow_group.command("preview")
 @click.argument("tenant_slug")
 @click.argument("event_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--source", default=None, help="The file is this source's raw payload.")
-@click.option("--header", "headers", multiple=True, help="Header for --source, 'Name: value'.")
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    callback=_header_values,
+    help="Header for --source, 'Name: value' (repeatable).",
+)
 def preview(
-    tenant_slug: str, event_file: Path, source: str | None, headers: tuple[str, ...]
+    tenant_slug: str,
+    event_file: Path,
+    source: str | None,
+    headers: tuple[tuple[str, str], ...],
 ) -> None:
     """Print which flow matches EVENT_FILE, when each step fires, the channel that would be
-    chosen and the rendered message. Nothing is stored or sent."""
+    chosen and the rendered message. Nothing is stored or sent.
+
+    For a source that infers abandonment (its tenant has ``abandon_after``), a checkout update
+    is previewed as the abandonment it becomes when nothing converts it in time."""
+    if headers and not source:
+        raise click.UsageError("--header needs --source (headers belong to a raw payload)")
     hub = current_hub()
-    tenant = _tenant(hub, tenant_slug)
-    engine = Engine(hub)
-    for event in _read_events(hub, tenant, event_file, source, headers):
-        if event["kind"] != "checkout.abandoned":
-            click.echo(f"{event['kind']} {event['checkout_id']}: only abandonments start a flow")
-            continue
-        with hub.store.begin() as conn:
-            flow = engine._choose_flow(conn, tenant, event)
-        if flow is None:
-            click.echo(f"no flow of {tenant.slug} matches checkout {event['checkout_id']}")
-            continue
-        click.echo(
-            f"flow {flow.name!r} for checkout {event['checkout_id']} "
-            f"(abandoned {_local(event['occurred_at'], tenant)})"
-        )
-        stored = dump_event({**event, "raw": None})
-        journey = SimpleNamespace(
-            id=0, tenant=tenant.slug, event=stored, checkout_id=event["checkout_id"]
-        )
-        facts = facts_for(event, tenant.currency)
+    tenant = known_tenant(hub, tenant_slug)
+    events = _read_events(hub, tenant, event_file, "'EVENT_FILE'", source, headers)
+    with _history(hub) as history:
+        engine = Engine(history)
+        for event in events:
+            abandoned = _as_abandonment(tenant, event)
+            if abandoned is not None:
+                _preview_one(engine, tenant, abandoned)
 
-        def counter(within: timedelta, event: dict = event) -> int:
-            with hub.store.begin() as conn:  # one short read per question, no lock held
-                return engine._abandon_counter(conn, tenant, event)(within)
 
-        for step in flow.steps:
-            due = engine.due_time(tenant, stored, event["occurred_at"] + step.after)
-            head = f"  step {step.index} at {_local(due, tenant)} ({step.template})"
-            expires = event.get("recovery_expires_at")
-            if expires is not None and expires <= due:
-                click.echo(f"{head}: skipped (recovery URL expired)")
-                continue
-            if step.when is not None and not step.when.holds(facts, counter):
-                click.echo(f"{head}: skipped (condition not met)")
-                continue
-            click.echo(f"{head}: {_choose_channel(engine, tenant, journey, step, stored)}")
+def _as_abandonment(tenant: Any, event: dict) -> dict | None:
+    """The abandonment ``event`` leads to, saying so when it is inferred; ``None`` (after
+    saying why) for an event that starts no flow."""
+    kind, checkout = event["kind"], event["checkout_id"]
+    if kind == "checkout.abandoned":
+        return event
+    window = tenant.abandon_after.get(event["source"])
+    if kind != "checkout.updated" or window is None:
+        why = (
+            f"{event['source']} does not infer abandonment for {tenant.slug}"
+            if kind == "checkout.updated"
+            else "only abandonments start a flow"
+        )
+        click.echo(f"{kind} {checkout}: {why}")
+        return None
+    update_at = event["occurred_at"]
+    click.echo(
+        f"{kind} {checkout}: unless the checkout converts or is deleted first, the hub infers "
+        f"its abandonment at {_local(update_at + window, tenant)} (abandon_after "
+        f"{format_duration(window)}); previewing that abandonment"
+    )
+    return load_event(inferred_abandonment(dump_event({**event, "raw": None}), update_at, window))
+
+
+def _preview_one(engine: Engine, tenant: Any, event: dict) -> None:
+    with engine.store.begin() as conn:
+        flow = engine._choose_flow(conn, tenant, event)
+    if flow is None:
+        click.echo(f"no flow of {tenant.slug} matches checkout {event['checkout_id']}")
+        return
+    click.echo(
+        f"flow {flow.name!r} for checkout {event['checkout_id']} "
+        f"(abandoned {_local(event['occurred_at'], tenant)})"
+    )
+    stored = dump_event({**event, "raw": None})
+    journey = SimpleNamespace(
+        id=0, tenant=tenant.slug, event=stored, checkout_id=event["checkout_id"]
+    )
+    facts = facts_for(event, tenant.currency)
+
+    def counter(within: timedelta) -> int:
+        with engine.store.begin() as conn:  # one short read per question, no lock held
+            return engine._abandon_counter(conn, tenant, event)(within)
+
+    for step in flow.steps:
+        due = engine.due_time(tenant, stored, event["occurred_at"] + step.after)
+        head = f"  step {step.index} at {_local(due, tenant)} ({step.template})"
+        expires = event.get("recovery_expires_at")
+        if expires is not None and expires <= due:
+            click.echo(f"{head}: skipped (recovery URL expired)")
+            continue
+        if step.when is not None and not step.when.holds(facts, counter):
+            click.echo(f"{head}: skipped (condition not met)")
+            continue
+        click.echo(f"{head}: {_choose_channel(engine, tenant, journey, step, stored)}")
+
+
+class _OnStore:
+    """The hub, reading another database."""
+
+    def __init__(self, hub: Any, store: Store) -> None:
+        self._hub = hub
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._hub, name)
+
+
+@contextmanager
+def _history(hub: Any) -> Iterator[Any]:
+    """The hub on its own database when one exists (abandon counts, caps and suppressions
+    see real history), else on an empty throw-away one: a preview creates no ``var/``."""
+    try:
+        require_database(hub)
+    except click.ClickException:
+        pass
+    else:
+        yield hub
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(f"sqlite:///{tmp}/preview.db")
+        store.create_all()
+        try:
+            yield _OnStore(hub, store)
+        finally:
+            store.dispose()
 
 
 def _choose_channel(engine: Engine, tenant: Any, journey: Any, step: Any, event: dict) -> str:
@@ -234,31 +403,45 @@ class _SimHub:
         return self.settings.public_url or f"http://127.0.0.1:{port}"
 
 
+@contextmanager
+def _dry_run_logging() -> Iterator[None]:
+    """Silence the engine's INFO lines while simulating: they are written for production
+    (``outcome=sent``) and stamped with the wall clock, so in a dry run they would report
+    sends that never happen at times that are not the simulated ones. Warnings still show."""
+    logger = logging.getLogger("hub")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 @flow_group.command("simulate")
 @click.argument("tenant_slug")
 @click.argument("events_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--until",
     "horizon",
+    type=DURATION,
     default="30d",
     show_default=True,
-    help="Simulate this long after the last event.",
+    help="Simulate this long after the last event (15m, 12h, 7d).",
 )
-def simulate(tenant_slug: str, events_file: Path, horizon: str) -> None:
+def simulate(tenant_slug: str, events_file: Path, horizon: timedelta) -> None:
     """Run EVENTS_FILE (normalized events: a JSON list or JSON lines, with occurred_at) through
     the engine with a fake clock; print what would be sent when. Nothing is sent."""
-    from hub.durations import parse_duration
     from hub.ingress import store_event
 
     hub = current_hub()
-    tenant = _tenant(hub, tenant_slug)
+    tenant = known_tenant(hub, tenant_slug)
     events = sorted(
-        _read_events(hub, tenant, events_file, None, ()), key=lambda e: e["occurred_at"]
+        _read_events(hub, tenant, events_file, "'EVENTS_FILE'"), key=lambda e: e["occurred_at"]
     )
     if not events:
         raise click.ClickException("no events in the file")
     sent: list[OutboundMessage] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _dry_run_logging():
         store = Store(f"sqlite:///{tmp}/simulate.db")
         store.create_all()
         queues = _SimQueues()
@@ -273,7 +456,7 @@ def simulate(tenant_slug: str, events_file: Path, horizon: str) -> None:
         )
         clock = {"now": events[0]["occurred_at"]}
         engine = Engine(sim, clock=lambda: clock["now"])
-        end = events[-1]["occurred_at"] + parse_duration(horizon)
+        end = events[-1]["occurred_at"] + horizon
         pending = list(events)
         while pending or queues.heap:
             next_event = pending[0]["occurred_at"] if pending else None

@@ -260,6 +260,17 @@ class Source:
         """Return a signed sample abandonment for ``hub demo``, or ``None`` for no sample."""
         return None
 
+    def preview_headers(self, config: Mapping[str, Any]) -> Mapping[str, str]:
+        """Return headers every real callback carries but a payload saved to a file lacks.
+
+        ``hub flow preview --source`` parses a file as if it had been posted; what the user
+        cannot know is the platform's delivery id or send time. Return placeholders for those
+        (``{"X-Acme-Delivery": "preview"}``); headers given with ``--header`` win, and what
+        the payload *means* (an event type header) is the user's to give. A preview never
+        verifies, so return no signature. The default returns none.
+        """
+        return {}
+
 
 class Sink:
     """A way to reach a customer (or the shop's staff) on one channel.

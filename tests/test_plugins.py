@@ -224,7 +224,15 @@ def test_every_hookspec_is_documented_and_implemented_by_a_built_in():
         doc = inspect.getdoc(getattr(hookspecs, name)) or ""
         assert len(doc) > 40, f"hookspec {name} needs a docstring for plugin authors"
     for cls in (hookspecs.Source, hookspecs.Sink):
-        for method in ("verify", "parse", "respond", "demo_request", "address", "send"):
+        for method in (
+            "verify",
+            "parse",
+            "respond",
+            "demo_request",
+            "preview_headers",
+            "address",
+            "send",
+        ):
             if hasattr(cls, method):
                 assert inspect.getdoc(getattr(cls, method)), f"{cls.__name__}.{method}"
     implemented = set()

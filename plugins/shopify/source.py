@@ -160,6 +160,11 @@ class ShopifySource(Source):
             "consent": mapping.consent(order),
         }
 
+    def preview_headers(self, config: Mapping[str, Any]) -> Mapping[str, str]:
+        """A saved checkout has no delivery id: the event key needs one. The topic, which
+        says what the payload is, stays the user's to give."""
+        return {EVENT_ID_HEADERS[0]: "preview"}
+
     def demo_request(self, config: Mapping[str, Any], now: datetime) -> DemoRequest:
         """A ``checkouts/update`` last changed one default window ago, so a tenant without its
         own ``abandon_after`` sees the inferred abandonment right away."""
