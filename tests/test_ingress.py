@@ -69,6 +69,20 @@ def test_health_and_readiness(hub_factory):
     assert down.status_code == 503 and down.get_json()["checks"]["redis"].startswith("error")
 
 
+def test_readiness_without_redis_url_names_the_reason(hub_factory):
+    """The web process never starts a Redis (README: production sets REDIS_URL); without one
+    running under HUB_VAR_DIR, /readyz says why it is not ready instead of a bare error."""
+    harness = hub_factory(
+        {"acme": tenant_toml(smtp_url="smtp://127.0.0.1:1")}, settings={"REDIS_URL": ""}
+    )
+    down = harness.client.get("/readyz")
+    assert down.status_code == 503
+    reason = down.get_json()["checks"]["redis"]
+    assert reason.startswith("error: ConnectionError: REDIS_URL is not set")
+    assert f"unix://{harness.root / 'var' / 'redis.sock'}" in reason
+    assert not (harness.root / "var" / "redis.sock").exists()
+
+
 def _raw_post(port: int, path: str, body: bytes, headers: dict, chunked: bool = False) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     if chunked:
