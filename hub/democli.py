@@ -107,7 +107,7 @@ class Trail:
     shown_events: set[int] = field(default_factory=set)
     last_log: int = 0
     sent: int = 0
-    not_sent: int = 0
+    not_sent: list[str] = field(default_factory=list)
 
     def read(self, conn: sa.Connection) -> list[Any]:
         """Refresh from the database; return the delivery-log rows not shown yet."""
@@ -176,7 +176,8 @@ def _follow(hub: Any, trail: Trail, wait: float) -> None:
                 f"{row.sink or '-'}: {row.status}{' (' + row.reason + ')' if row.reason else ''}"
             )
             trail.sent += row.status == "sent"
-            trail.not_sent += row.status in ("skipped", "failed", "unknown")
+            if row.sink and row.status in ("skipped", "failed", "unknown"):
+                trail.not_sent.append(f"{row.sink}: {row.status}, {row.reason}")
         horizon = datetime.now(UTC) + _remaining(deadline)
         settled = trail.events and not trail.unprocessed() and not trail.waiting(horizon)
         idle_worker = trail.unprocessed() and time.monotonic() - started > WORKER_GRACE
@@ -216,7 +217,7 @@ def _conclude(hub: Any, trail: Trail, base: str) -> None:
     if trail.sent:
         click.echo(f"done: {trail.sent} message(s) sent")
     elif trail.not_sent:
-        click.echo("done: nothing was sent; the reasons are above")
+        click.echo(f"done: nothing was sent ({'; '.join(trail.not_sent)})")
     else:
         journeys_closed = [f"journey {j.id}: {j.status}" for j in trail.journeys]
         click.echo(f"done: nothing to send ({'; '.join(journeys_closed) or 'no journey'})")
