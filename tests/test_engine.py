@@ -559,6 +559,8 @@ def test_simulate_prints_what_would_be_sent_when(tmp_path):
     # the 24 h discount step of journey 1 falls after the purchase: stopped
     assert "converted; stopped journeys [1" in out
     assert out.strip().endswith("1 message(s) would be sent")
+    # a dry run logs no sends: the engine's production lines would claim `outcome=sent`
+    assert "outcome=sent" not in done.stderr and "outcome=" not in done.stderr
 
 
 def test_unsubscribe_page_offers_one_channel_or_everything(sim):
