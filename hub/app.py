@@ -204,6 +204,16 @@ class Hub:
             self.embedded_redis = EmbeddedRedis(self.settings.var_dir)
             self.embedded_redis.start()
 
+    def redis_unset_reason(self) -> str | None:
+        """Why there may be no Redis when ``REDIS_URL`` is unset (``/readyz``, CLI errors):
+        only ``hub run``/``hub worker`` start the embedded one; everything else attaches."""
+        if self.settings.redis_url is not None:
+            return None
+        return (
+            f"REDIS_URL is not set and no embedded Redis runs at {self.queues.url}; set "
+            "REDIS_URL (production) or start `hub run` / `hub worker` with the same HUB_VAR_DIR"
+        )
+
     def plugin_data(self, plugin: str) -> Any:
         """A :class:`hub.services.PluginData` store for one plugin (part of the contract)."""
         from hub.services import PluginData

@@ -209,12 +209,7 @@ def _database(hub: Any) -> str:
 def _redis_hint(hub: Any) -> str:
     if hub is None:
         return "REDIS_URL"
-    if hub.settings.redis_url:
-        return f"REDIS_URL={_without_password(hub.queues.url)}"
-    return (
-        f"REDIS_URL is unset and no embedded Redis answers at {hub.queues.url}; start "
-        "`hub run` (or `hub worker`) here, or set REDIS_URL"
-    )
+    return hub.redis_unset_reason() or f"REDIS_URL={_without_password(hub.queues.url)}"
 
 
 def _without_password(url: str) -> str:

@@ -227,13 +227,8 @@ def readyz() -> Response:
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = f"error: {exc.__class__.__name__}"
-        if hub.settings.redis_url is None:
-            # the web process attaches to the embedded Redis of `hub run`/`hub worker` but
-            # never starts one (README, Production): say so instead of a bare error name
-            checks["redis"] += (
-                f": REDIS_URL is not set and no embedded Redis runs at {hub.queues.url}; set "
-                "REDIS_URL (production) or start `hub worker` with the same HUB_VAR_DIR"
-            )
+        if hub.redis_unset_reason():  # the web process never starts a Redis: say why
+            checks["redis"] += f": {hub.redis_unset_reason()}"
     ready = all(v == "ok" for v in checks.values())
     return jsonify({"status": "ready" if ready else "unavailable", "checks": checks}), (
         200 if ready else 503

@@ -328,7 +328,7 @@ def test_help_and_preview_in_a_fresh_directory_create_nothing(tmp_path):
 def test_sweep_never_starts_an_embedded_redis(cli):
     result = cli("sweep", REDIS_URL="")
     assert result.exit_code == 1
-    assert "REDIS_URL is unset and no embedded Redis answers at unix://" in result.stderr
+    assert "REDIS_URL is not set and no embedded Redis runs at unix://" in result.stderr
     assert not (Path(cli.config["HUB_VAR_DIR"]) / "redis.sock").exists()
 
 
