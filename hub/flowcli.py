@@ -272,21 +272,12 @@ def _preview_one(engine: Engine, tenant: Any, event: dict) -> None:
         click.echo(f"{head}: {_choose_channel(engine, tenant, journey, step, stored)}")
 
 
-class _OnStore:
-    """The hub, reading another database."""
-
-    def __init__(self, hub: Any, store: Store) -> None:
-        self._hub = hub
-        self.store = store
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._hub, name)
-
-
 @contextmanager
 def _history(hub: Any) -> Iterator[Any]:
-    """The hub on its own database when one exists (abandon counts, caps and suppressions
-    see real history), else on an empty throw-away one: a preview creates no ``var/``."""
+    """The hub on its own database when one exists (abandon counts, caps, suppressions and
+    plugin data see real history), else on an empty throw-away one for the duration: a
+    preview creates no ``var/``. The hub's store itself is swapped because plugins reach it
+    through ``current_hub()`` (a web-push subscription lookup)."""
     try:
         require_database(hub)
     except click.ClickException:
@@ -294,13 +285,15 @@ def _history(hub: Any) -> Iterator[Any]:
     else:
         yield hub
         return
+    real = hub.store
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store(f"sqlite:///{tmp}/preview.db")
-        store.create_all()
+        hub.store = Store(f"sqlite:///{tmp}/preview.db")
         try:
-            yield _OnStore(hub, store)
+            hub.store.create_all()
+            yield hub
         finally:
-            store.dispose()
+            hub.store.dispose()
+            hub.store = real
 
 
 def _choose_channel(engine: Engine, tenant: Any, journey: Any, step: Any, event: dict) -> str:
