@@ -32,6 +32,7 @@ from flask import Flask, current_app
 READ_ONLY = frozenset({"config", "demo", "flow", "log", "plugins", "sweep"})
 USAGE = 2
 FAILURE = 1
+_NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", click.exceptions.Exit)
 
 
 class HubError(click.ClickException):
@@ -129,8 +130,8 @@ def one_line_errors(ctx: click.Context | None) -> Iterator[None]:
     """Turn every exception into a :class:`HubError` unless ``HUB_DEBUG`` is set."""
     try:
         yield
-    except (click.exceptions.Exit, click.Abort, HubError):
-        raise
+    except (click.exceptions.Exit, click.Abort, HubError, _NoArgsIsHelp):
+        raise  # `hub` or `hub flow` alone prints its help, as Click does
     except click.UsageError as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
         raise HubError(exc.format_message() + hint, USAGE) from exc

@@ -199,6 +199,8 @@ def test_version_and_help_are_the_hubs_own(cli):
     helped = cli("--help").stdout
     assert "Commands:" in helped and "flow" in helped and "acme_tools" in helped
     assert "--app" not in helped and "--debug" not in helped and "--env-file" not in helped
+    bare = cli("flow")  # a group alone shows its help, not a one-line squeeze of it
+    assert bare.exit_code == 2 and "preview" in bare.output and "Commands:" in bare.output
 
 
 # ------------------------------------------------------------------------------ hub log
