@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -137,6 +138,10 @@ def one_line_errors(ctx: click.Context | None) -> Iterator[None]:
         raise HubError(exc.format_message() + hint, USAGE) from exc
     except click.ClickException as exc:
         raise HubError(exc.format_message(), exc.exit_code) from exc
+    except BrokenPipeError:
+        # `hub log | head`: the reader left; end quietly as Unix tools do (no message, exit 1)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python's flush at exit must not fail
+        raise click.exceptions.Exit(1) from None
     except Exception as exc:
         if os.environ.get("HUB_DEBUG"):
             raise

@@ -73,7 +73,14 @@ def _read_events(
                 f"{path}: event {i}: expected a JSON object, got {type(item).__name__}",
                 param_hint=param,
             )
-        item = {"source": source or item.get("source", "preview"), **item, "tenant": tenant.slug}
+        # The file holds what the generic webhook accepts (docs/webhook.md), where the platform's
+        # delivery id is the key; a saved file has none, so its place in the file is the key.
+        item = {
+            "source": source or item.get("source", "preview"),
+            "event_key": f"{path.name}:{i}",
+            **item,
+            "tenant": tenant.slug,
+        }
         try:
             events.append(load_event(item))
         except ValidationError as exc:
@@ -434,7 +441,8 @@ def simulate(tenant_slug: str, events_file: Path, horizon: timedelta) -> None:
     if not events:
         raise click.ClickException("no events in the file")
     sent: list[OutboundMessage] = []
-    with tempfile.TemporaryDirectory() as tmp, _dry_run_logging():
+    # plugins look addresses up through the hub's own store: the real one, or none when absent
+    with tempfile.TemporaryDirectory() as tmp, _dry_run_logging(), _history(hub):
         store = Store(f"sqlite:///{tmp}/simulate.db")
         store.create_all()
         queues = _SimQueues()

@@ -1,4 +1,4 @@
-"""The shipped example tenant (config/examples/acme.toml) is valid and does what it says."""
+"""The shipped example tenant (examples/config/tenants/acme.toml) is valid and does what it says."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def example(tmp_path):
     (tmp_path / "config" / "tenants").mkdir(parents=True)
-    shutil.copy(ROOT / "config" / "examples" / "acme.toml", tmp_path / "config" / "tenants")
+    example_tenant = ROOT / "examples" / "config" / "tenants" / "acme.toml"
+    shutil.copy(example_tenant, tmp_path / "config" / "tenants")
     pem = (
         ec.generate_private_key(ec.SECP256R1())
         .private_bytes(
