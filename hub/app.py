@@ -290,6 +290,10 @@ def create_app(
     app.extensions["hub"] = hub
     configure_logging(settings.log_level, settings.log_format, _tenant_secrets(hub.tenants))
     if create_state:
+        # a fresh install with HUB_SECRET_KEY set has no var/ yet, and SQLite makes no folders
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        if hub.store.engine.url.get_backend_name() == "sqlite" and hub.store.engine.url.database:
+            Path(hub.store.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
         hub.store.create_all()
 
     from hub import cli, ingress, tracking

@@ -372,3 +372,21 @@ def test_an_order_payload_previews_no_flow(cli):
     )
     assert result.exit_code == 0, result.stdout
     assert result.stdout.strip().endswith("only abandonments start a flow")
+
+
+def test_a_fresh_install_with_a_secret_key_creates_its_var_folder(tmp_path):
+    """HUB_SECRET_KEY set means no generated key file, which used to be what made var/: the
+    SQLite database then could not be opened on the first start."""
+    from hub.app import create_app
+
+    var = tmp_path / "not" / "yet" / "var"
+    app = create_app(
+        {
+            "HUB_SECRET_KEY": "a-key-from-the-environment",
+            "HUB_VAR_DIR": str(var),
+            "HUB_CONFIG_DIR": str(tmp_path / "config"),
+            "DATABASE_URL": f"sqlite:///{var / 'hub.db'}",
+        }
+    )
+    assert (var / "hub.db").is_file()
+    app.extensions["hub"].close()
