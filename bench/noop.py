@@ -1,5 +1,0 @@
-"""The worker baseline's job."""
-
-
-def noop(n: int) -> int:
-    return n
