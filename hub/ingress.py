@@ -21,7 +21,6 @@ from hub import current_hub
 from hub.events import first_error_field, identity_of, load_event
 from hub.hookspecs import InboundRequest, IngestOutcome, PayloadError, VerificationError
 from hub.logs import mask, mask_ids
-from hub.store import events
 
 log = logging.getLogger("hub.ingress")
 blueprint = Blueprint("ingress", __name__)
@@ -172,7 +171,11 @@ def read_body(limit: int) -> bytes:
 
 
 def store_event(store, event: dict, raw: str | None, received_at: datetime) -> int | None:  # noqa: ANN001
-    """Insert one loaded event; returns its id, or ``None`` when it was stored before."""
+    """Insert one loaded event; returns its id, or ``None`` when it was stored before.
+
+    A duplicate is found by the insert itself (``ON CONFLICT DO NOTHING``), not by catching
+    the unique violation and selecting again: one statement either way.
+    """
     from hub.events import dump_event
 
     email, phone = identity_of(event["customer"])
@@ -191,21 +194,7 @@ def store_event(store, event: dict, raw: str | None, received_at: datetime) -> i
         "raw": raw,
         "status": "stored",
     }
-    try:
-        with store.begin() as conn:
-            return conn.execute(sa.insert(events).values(**row).returning(events.c.id)).scalar_one()
-    except sa.exc.IntegrityError:
-        with store.begin() as conn:
-            exists = conn.execute(
-                sa.select(events.c.id).where(
-                    events.c.tenant == row["tenant"],
-                    events.c.source == row["source"],
-                    events.c.event_key == row["event_key"],
-                )
-            ).first()
-        if exists is None:
-            raise
-        return None
+    return store.insert_event(row)
 
 
 @blueprint.get("/healthz")
