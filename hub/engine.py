@@ -532,16 +532,26 @@ class Engine:
     def run_step(self, step_id: int, attempt: int = 0) -> str:
         """Fire one step (or one retry of it). Safe to call twice with the same arguments."""
         now = self.clock()
+        # one read-only transaction for what the run needs to decide. No row lock: it would be
+        # released at this commit anyway, and only cost a WAL flush; the ledger's unique key and
+        # the claim's attempt check keep two runs from sending twice
         with self.store.begin() as conn:
-            step_row = conn.execute(
-                self.store.lock(conn, sa.select(steps).where(steps.c.id == step_id))
-            ).first()
+            step_row = conn.execute(sa.select(steps).where(steps.c.id == step_id)).first()
             if step_row is None or step_row.status not in ("scheduled", "retrying"):
                 return "nothing to do"
             early = bool(now < step_row.due_at - EARLY_SLACK and attempt == 0)
             journey = conn.execute(
                 sa.select(journeys).where(journeys.c.id == step_row.journey_id)
             ).first()
+            ledger = {
+                row.sink: row
+                for row in conn.execute(
+                    sa.select(deliveries).where(
+                        deliveries.c.journey_id == step_row.journey_id,
+                        deliveries.c.step_index == step_row.step_index,
+                    )
+                )
+            }
         if early:
             self.hub.queues.schedule_step(step_id, step_row.due_at, attempt)
             return "early; rescheduled"
@@ -567,7 +577,14 @@ class Engine:
         outcomes = []
         for sink_name in flow_step.channels:
             outcome, final = self._deliver(
-                tenant, journey, flow_step, step_id, sink_name, attempt, event
+                tenant,
+                journey,
+                flow_step,
+                step_id,
+                sink_name,
+                attempt,
+                event,
+                ledger.get(sink_name),
             )
             outcomes.append(f"{sink_name}: {outcome}")
             if final:
@@ -762,20 +779,16 @@ class Engine:
         sink_name: str,
         attempt: int,
         event: dict,
+        existing: Any,
     ) -> tuple[str, bool]:
-        """Try one channel; returns (outcome, whether the step is settled)."""
+        """Try one channel; returns (outcome, whether the step is settled).
+
+        ``existing`` is this channel's ledger row as :meth:`run_step` read it (or ``None``).
+        """
         sink = self.hub.sinks.get(sink_name)
         config = tenant.sinks.get(sink_name)
         channel = sink.channel if sink else "?"
         step_index = flow_step.index
-        with self.store.begin() as conn:
-            existing = conn.execute(
-                sa.select(deliveries).where(
-                    deliveries.c.journey_id == journey.id,
-                    deliveries.c.step_index == step_index,
-                    deliveries.c.sink == sink_name,
-                )
-            ).first()
         if existing is not None:
             if existing.status in SENT_STATUSES:
                 return "already sent", True
@@ -821,25 +834,25 @@ class Engine:
                 return f"{status} ({reason})", False
             now = self.clock()
             with self.store.begin() as conn:
-                try:
-                    with conn.begin_nested():
-                        delivery_id = conn.execute(
-                            sa.insert(deliveries)
-                            .values(
-                                tenant=tenant.slug,
-                                journey_id=journey.id,
-                                step_index=step_index,
-                                sink=sink_name,
-                                channel=channel,
-                                identity=_identity_key(address),
-                                status="sending",
-                                attempts=1,
-                                created_at=now,
-                                updated_at=now,
-                            )
-                            .returning(deliveries.c.id)
-                        ).scalar_one()
-                except sa.exc.IntegrityError:
+                # the ledger's unique key decides who sends; a conflict inserts nothing (no
+                # savepoint and IntegrityError round trips)
+                delivery_id = conn.execute(
+                    self.store.insert_unless_exists(deliveries)
+                    .values(
+                        tenant=tenant.slug,
+                        journey_id=journey.id,
+                        step_index=step_index,
+                        sink=sink_name,
+                        channel=channel,
+                        identity=_identity_key(address),
+                        status="sending",
+                        attempts=1,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .returning(deliveries.c.id)
+                ).scalar()
+                if delivery_id is None:
                     return "claimed by another run", True
                 conn.execute(
                     sa.update(steps)
@@ -913,13 +926,7 @@ class Engine:
             self._record(attempt_row, "unknown", f"outcome unknown: {reason}")
             self._finish_step(step_id, journey, step_index, "unknown", str(reason))
             return "unknown", True
-        self._record(attempt_row, "sent", None, provider_id=provider_id)
-        with self.store.begin() as conn:
-            conn.execute(
-                sa.update(steps)
-                .where(steps.c.id == step_id)
-                .values(status="sent", reason=f"sent via {sink_name}", updated_at=self.clock())
-            )
+        self._record(attempt_row, "sent", None, provider_id=provider_id, step_done=True)
         log.info(
             "delivery journey=%s step=%s sink=%s to=%s outcome=sent attempt=%s",
             journey.id,
@@ -950,9 +957,15 @@ class Engine:
         return "retrying", True
 
     def _record(
-        self, attempt: _Attempt, status: str, reason: str | None, provider_id: str | None = None
+        self,
+        attempt: _Attempt,
+        status: str,
+        reason: str | None,
+        provider_id: str | None = None,
+        step_done: bool = False,
     ) -> None:
-        """Update the ledger row and append the attempt to the delivery log."""
+        """Update the ledger row and append the attempt to the delivery log; with
+        ``step_done`` the step is marked ``status`` in the same transaction (one commit)."""
         now = self.clock()
         values: dict[str, Any] = dict(status=status, reason=reason, updated_at=now)
         if status == "sent":
@@ -961,6 +974,12 @@ class Engine:
             conn.execute(
                 sa.update(deliveries).where(deliveries.c.id == attempt.delivery_id).values(**values)
             )
+            if step_done:
+                conn.execute(
+                    sa.update(steps)
+                    .where(steps.c.id == attempt.step_id)
+                    .values(status=status, reason=f"{status} via {attempt.sink}", updated_at=now)
+                )
             self._log(
                 conn,
                 attempt.journey,

@@ -241,12 +241,7 @@ class Store:
         self._ingest = (
             make_engine(url, schema, pre_ping=False, autocommit=True) if self.is_postgres else None
         )
-        insert = postgresql.insert if self.is_postgres else sqlite.insert
-        self._insert_event = (
-            insert(events)
-            .on_conflict_do_nothing(index_elements=["tenant", "source", "event_key"])
-            .returning(events.c.id)
-        )
+        self._insert_event = self.insert_unless_exists(events).returning(events.c.id)
 
     def create_all(self) -> None:
         """Create missing tables (and the schema on PostgreSQL). Safe to call concurrently."""
@@ -262,6 +257,13 @@ class Store:
     def begin(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
             yield conn
+
+    def insert_unless_exists(self, table: sa.Table) -> sa.Insert:
+        """``INSERT … ON CONFLICT DO NOTHING`` on this backend: a row that would break a unique
+        key is skipped by the statement itself (with ``RETURNING``: no row comes back) instead
+        of raising, so callers need no savepoint or second query to tell a duplicate."""
+        insert = postgresql.insert if self.is_postgres else sqlite.insert
+        return insert(table).on_conflict_do_nothing()
 
     def insert_event(self, row: dict[str, Any]) -> int | None:
         """Store one event row durably; its id, or ``None`` when its key is already stored.
