@@ -9,6 +9,7 @@ carries work, so any job may safely run twice.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from collections.abc import Callable
@@ -60,6 +61,17 @@ class Effects:
     events: list[int] = field(default_factory=list)
 
 
+def _one_connection(method: Callable) -> Callable:
+    """Run a job's transactions on one pooled connection (see ``Store.one_connection``)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        with self.store.one_connection():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 def link_serializer(secret: str | list[str], purpose: str) -> URLSafeSerializer:
     """Signs and verifies link tokens; a list of keys signs with the last and verifies with
     any (key rotation, see ``Settings.link_keys``)."""
@@ -84,6 +96,7 @@ class Engine:
 
     # ------------------------------------------------------------------ events
 
+    @_one_connection
     def process_event(self, event_id: int) -> str:
         """Apply one stored event; returns a short note of what happened (also stored)."""
         effects = Effects()
@@ -499,6 +512,7 @@ class Engine:
         effects.checks.append((journey_id, update_at, max(update_at + window, now)))
         return f"pending journey {journey_id}: abandoned unless converted by {update_at + window}"
 
+    @_one_connection
     def check_abandonment(self, journey_id: int, update_at_iso: str) -> str:
         """The window of an inferred abandonment closed: emit ``checkout.abandoned``."""
         update_at = datetime.fromisoformat(update_at_iso)
@@ -529,6 +543,7 @@ class Engine:
 
     # ------------------------------------------------------------------ steps
 
+    @_one_connection
     def run_step(self, step_id: int, attempt: int = 0) -> str:
         """Fire one step (or one retry of it). Safe to call twice with the same arguments."""
         now = self.clock()

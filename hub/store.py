@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -237,6 +238,7 @@ class Store:
         self.schema = schema
         self.engine = make_engine(url, schema)
         self.is_postgres = self.engine.dialect.name == "postgresql"
+        self._pinned: ContextVar[Connection | None] = ContextVar(f"pinned-{id(self)}", default=None)
         # the ingress' one-statement path (PostgreSQL): its own small pool, no pre-ping
         self._ingest = (
             make_engine(url, schema, pre_ping=False, autocommit=True) if self.is_postgres else None
@@ -255,8 +257,33 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        """A transaction, on the connection :meth:`one_connection` holds if there is one."""
+        pinned = self._pinned.get()
+        if pinned is None or pinned.in_transaction():
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with pinned.begin():
+            yield pinned
+
+    @contextmanager
+    def one_connection(self) -> Iterator[None]:
+        """Run every :meth:`begin` inside on one pooled connection.
+
+        A job makes several short transactions; each checkout from the pool costs a pre-ping
+        round trip (``SELECT 1``) on PostgreSQL. Held for one job, the connection is checked
+        (and replaced if the server dropped it) once. Transactions stay as short as before:
+        between them the connection holds no locks.
+        """
+        if self._pinned.get() is not None:
+            yield
+            return
+        with self.engine.connect() as conn:
+            token = self._pinned.set(conn)
+            try:
+                yield
+            finally:
+                self._pinned.reset(token)
 
     def insert_unless_exists(self, table: sa.Table) -> sa.Insert:
         """``INSERT … ON CONFLICT DO NOTHING`` on this backend: a row that would break a unique
