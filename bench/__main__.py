@@ -18,6 +18,7 @@ import argparse
 import os
 import platform
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -364,7 +365,7 @@ def scheduling(bench: Bench) -> dict:
         time.sleep(3)  # the worker's start-up, scheduler and first sweep
         memory_before = _used_memory(bench.redis)
         start = time.monotonic()
-        post_events(app, bodies, "bulk", [f"p{i}" for i in range(args.pending)])
+        _seed_pending(hub, args.pending)
         wait_for(lambda: count("scheduled") >= args.pending and idle(), 600, message="pending")
         build = time.monotonic() - start
         time.sleep(1)
@@ -391,6 +392,48 @@ def scheduling(bench: Bench) -> dict:
         "bytes_sample": sample,
         "lateness": lateness,
     }
+
+
+def _seed_pending(hub, n: int) -> None:  # noqa: ANN001
+    """``n`` open journeys whose one step is due in an hour, scheduled through the hub's own
+    ``Queues.schedule_step`` (the Redis state a real journey leaves). The rows are written in
+    bulk rather than through n webhooks: on a busy 2-core machine that would take minutes and
+    measure the worker again, not the scheduler."""
+    from datetime import timedelta
+
+    from hub.store import journeys, steps
+
+    now = datetime.now(UTC)
+    due = now + timedelta(hours=1)
+    with hub.store.begin() as conn:
+        conn.execute(
+            sa.insert(journeys),
+            [
+                dict(
+                    tenant="bulk",
+                    checkout_id=f"cs_seed_{i}",
+                    source="stripe",
+                    status="open",
+                    flow="bench",
+                    event={},
+                    created_at=now,
+                    recovered=False,
+                )
+                for i in range(n)
+            ],
+        )
+        ids = conn.execute(sa.select(journeys.c.id).where(journeys.c.tenant == "bulk")).scalars()
+        conn.execute(
+            sa.insert(steps),
+            [
+                dict(journey_id=j, step_index=0, due_at=due, status="scheduled", updated_at=now)
+                for j in ids
+            ],
+        )
+        step_ids = conn.execute(sa.select(steps.c.id).where(steps.c.due_at == due)).scalars()
+        step_ids = list(step_ids)
+    for step_id in step_ids:
+        hub.queues.schedule_step(step_id, due)
 
 
 def _memory_usage_per_step(conn: redis.Redis, hub) -> float | None:  # noqa: ANN001
@@ -510,6 +553,9 @@ def main() -> None:
         help="PostgreSQL URL (a schema per phase is created and dropped); default SQLite",
     )
     args = parser.parse_args()
+    # SIGTERM (a timeout, Ctrl-C in a wrapper) must reach the clean-up below: schemas, keys,
+    # servers and workers the bench started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     os.environ["HUB_LOG_LEVEL"] = "WARNING"  # the in-process app that posts events and reads
     phases = args.only or ["ingest", "worker", "scheduling"]
     wrk = (
