@@ -1,7 +1,7 @@
 """The worker baseline's job: one HTTP POST to the bench's local stand-in, nothing else.
 
 A module-level ``requests.Session`` keeps the connection open across jobs, as the hub's sinks
-do (performance.md: reuse connections), so the comparison is RQ + one POST against the hub.
+do (connections are reused), so the comparison is RQ + one POST against the hub.
 """
 
 from __future__ import annotations

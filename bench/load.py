@@ -1,7 +1,7 @@
 """HTTP load for the ingest benchmark: gunicorn servers, signed Stripe bodies, and ``wrk``.
 
 ``wrk`` (C, event loop) generates the load because a Python client saturates before a
-two-worker gunicorn does on a 2-core machine (performance.md). It cannot sign requests, so the
+two-worker gunicorn does on a 2-core machine. It cannot sign requests, so the
 bench writes signed requests to a file, one ``signature<TAB>body`` per line, and a Lua script
 hands each ``wrk`` thread its share. Every hub request carries a new event id, so the hub does
 its full work (a duplicate would only cost a failed insert).

@@ -297,7 +297,7 @@ class Store:
 
         One round trip on PostgreSQL: a single autocommit ``INSERT … ON CONFLICT DO NOTHING
         RETURNING id`` is committed (flushed to the WAL) when it answers. The pre-ping, BEGIN,
-        INSERT and COMMIT it replaces were four round trips per webhook (performance.md). Without
+        INSERT and COMMIT it replaces were four round trips per webhook (profiled). Without
         pre-ping a connection the server dropped fails once; that failure is retried once on a
         fresh connection, so a restarted database costs no webhook a 503.
         """
