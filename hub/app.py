@@ -49,6 +49,7 @@ ENV_KEYS = (
     "HUB_LOG_LEVEL",
     "HUB_LOG_FORMAT",
     "HUB_METRICS_TOKEN",
+    "HUB_AUTO_MIGRATE",
 )
 DEFAULTS: dict[str, Any] = {
     "HUB_CONFIG_DIR": "config",
@@ -61,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "HUB_ALLOW_PRIVATE_NETWORKS": "",
     "HUB_LOG_LEVEL": "INFO",
     "HUB_LOG_FORMAT": "human",
+    "HUB_AUTO_MIGRATE": "1",
 }
 
 
@@ -86,6 +88,7 @@ class Settings:
     metrics_token: str | None = None  # GET /metrics wants "Authorization: Bearer <token>"
     # earlier HUB_SECRET_KEYs, still accepted on links already sent (rotation)
     secret_key_fallbacks: tuple[str, ...] = ()
+    auto_migrate: bool = True  # HUB_AUTO_MIGRATE=0: start-up refuses a database behind
 
     @property
     def link_keys(self) -> list[str]:
@@ -131,6 +134,8 @@ class Settings:
             log_level=str(values["HUB_LOG_LEVEL"]).upper(),
             log_format=str(values["HUB_LOG_FORMAT"]).lower(),
             metrics_token=values.get("HUB_METRICS_TOKEN") or None,
+            auto_migrate=str(values["HUB_AUTO_MIGRATE"]).strip().lower()
+            not in ("0", "false", "no", "off"),
         )
 
 
@@ -255,6 +260,24 @@ def _tenant_secrets(tenants: Mapping[str, Tenant]) -> list[str]:
     return found
 
 
+def _prepare_database(hub: Hub) -> None:
+    """Bring the schema to this code's revision before serving (default), or, with
+    ``HUB_AUTO_MIGRATE=0``, refuse to start on a database that is behind. Either way a
+    database from a newer release is refused (:class:`hub.migrations.SchemaMismatch`)."""
+    from hub import migrations
+
+    try:
+        if hub.settings.auto_migrate:
+            done = migrations.upgrade(hub.store)
+            if done.before.current != done.after:
+                log.info("%s", done.describe())
+        else:
+            migrations.require_current(hub.store)
+    except BaseException:
+        hub.store.dispose()
+        raise
+
+
 def create_app(
     config: Mapping[str, Any] | None = None,
     *,
@@ -294,7 +317,7 @@ def create_app(
         settings.var_dir.mkdir(parents=True, exist_ok=True)
         if hub.store.engine.url.get_backend_name() == "sqlite" and hub.store.engine.url.database:
             Path(hub.store.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
-        hub.store.create_all()
+        _prepare_database(hub)
 
     from hub import cli, ingress, tracking
 

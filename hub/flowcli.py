@@ -26,7 +26,7 @@ import click
 from marshmallow import ValidationError
 from werkzeug.datastructures import Headers
 
-from hub import current_hub
+from hub import current_hub, migrations
 from hub.cli import known_tenant, require_database
 from hub.conditions import facts_for
 from hub.console import DURATION
@@ -296,7 +296,7 @@ def _history(hub: Any) -> Iterator[Any]:
     with tempfile.TemporaryDirectory() as tmp:
         hub.store = Store(f"sqlite:///{tmp}/preview.db")
         try:
-            hub.store.create_all()
+            migrations.upgrade(hub.store)
             yield hub
         finally:
             hub.store.dispose()
@@ -444,7 +444,7 @@ def simulate(tenant_slug: str, events_file: Path, horizon: timedelta) -> None:
     # plugins look addresses up through the hub's own store: the real one, or none when absent
     with tempfile.TemporaryDirectory() as tmp, _dry_run_logging(), _history(hub):
         store = Store(f"sqlite:///{tmp}/simulate.db")
-        store.create_all()
+        migrations.upgrade(store)
         queues = _SimQueues()
         sim = _SimHub(
             replace(hub.settings, retry_base=60.0),

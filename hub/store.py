@@ -9,6 +9,7 @@ and sink), and a sweep rebuilds Redis' queues from these rows.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -180,6 +181,13 @@ plugin_data = sa.Table(
 )
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_MIGRATION_LOCK = 4242001  # first key of pg_advisory_lock(int, int): "the hub's migrations"
+
+
+def _lock_id(schema: str) -> int:
+    """The second advisory-lock key: the schema's CRC-32 as a signed 32-bit integer."""
+    value = zlib.crc32(schema.encode())
+    return value - 2**32 if value >= 2**31 else value
 
 
 def normalize_url(url: str) -> str:
@@ -245,15 +253,37 @@ class Store:
         )
         self._insert_event = self.insert_unless_exists(events).returning(events.c.id)
 
-    def create_all(self) -> None:
-        """Create missing tables (and the schema on PostgreSQL). Safe to call concurrently."""
-        with self.engine.begin() as conn:
-            if self.is_postgres:
-                if self.schema:
-                    conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-                # two processes starting together must not race on CREATE TABLE
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242001)"))
-            metadata.create_all(conn)
+    @contextmanager
+    def migration_lock(self) -> Iterator[Connection]:
+        """A connection inside a transaction that one process at a time holds: for migrations.
+
+        N processes starting at once (gunicorn workers, ``hub worker``s) all want to bring the
+        schema up to date; only one may, and the others must wait until it committed.
+        PostgreSQL: a session advisory lock (keyed by the schema, so per-test schemas do not
+        wait for each other) is taken *before* ``CREATE SCHEMA IF NOT EXISTS``, which is not
+        safe concurrently (a unique violation, issue 9), and held until after the commit.
+        SQLite: the transaction starts with ``BEGIN IMMEDIATE`` (see :func:`make_engine`), so it
+        holds the database's write lock from the first statement to the commit.
+        """
+        with self.engine.connect() as conn:
+            if not self.is_postgres:
+                with conn.begin():
+                    yield conn
+                return
+            key = {"cls": _MIGRATION_LOCK, "obj": _lock_id(self.schema or "")}
+            conn.execute(sa.text("SELECT pg_advisory_lock(:cls, :obj)"), key)
+            conn.commit()
+            try:
+                with conn.begin():
+                    if self.schema:
+                        conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+                    yield conn
+            finally:
+                try:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:cls, :obj)"), key)
+                    conn.commit()
+                except sa.exc.DBAPIError:
+                    conn.invalidate()  # a lost session holds no lock; never pool it
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:

@@ -13,8 +13,16 @@ embedded Redis that ``hub worker``/``hub run`` keep under ``HUB_VAR_DIR`` on thi
 import logging
 
 from hub.app import create_app
+from hub.migrations import SchemaMismatch
 
-app = create_app()
+try:
+    app = create_app()
+except SchemaMismatch as exc:
+    # gunicorn prints an AppImportError's message without a traceback and stops the master,
+    # instead of booting workers that would refuse the same database again and again
+    from gunicorn.errors import AppImportError
+
+    raise AppImportError(f"abandonment-hub: {exc.format_message()}") from None
 if app.extensions["hub"].settings.redis_url is None:
     logging.getLogger("hub").warning(
         "REDIS_URL is not set: using the embedded Redis of `hub worker` under %s if one runs "
