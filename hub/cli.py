@@ -35,11 +35,13 @@ def register(app: Flask) -> None:
     app.cli.add_command(config_group)
     app.cli.add_command(sweep_command)
     app.cli.add_command(log_command)
+    from hub.dbcli import db_group
     from hub.democli import demo_command
     from hub.flowcli import flow_group
 
     app.cli.add_command(demo_command)
     app.cli.add_command(flow_group)
+    app.cli.add_command(db_group)
     hub = app.extensions["hub"]
     for plugin_name, command in hub.registry.commands:
         group = app.cli.commands.get(plugin_name)
