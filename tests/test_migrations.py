@@ -8,8 +8,20 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+import release_0_1_0
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
+
+from hub import migrations
+from hub.app import create_app
+from hub.dbcli import db_group
+from hub.store import Store, metadata
 from hub.testing import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,3 +102,194 @@ def test_gunicorn_with_several_workers_boots_on_a_fresh_database(tmp_path, redis
     finally:
         server.terminate()
         server.wait(20)
+
+
+def _hub(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hub", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def _revision(database: tuple[str, str | None]) -> str | None:
+    store = Store(*database)
+    try:
+        return migrations.state(store).current
+    finally:
+        store.dispose()
+
+
+@pytest.fixture
+def store(database):
+    store = Store(*database)
+    yield store
+    store.dispose()
+
+
+def test_migrations_from_empty_build_exactly_the_metadata(database, store):
+    """A column added to hub/store.py without a migration fails here, on SQLite and PG."""
+    done = migrations.upgrade(store)
+    assert (done.before.label(), done.after) == ("empty", migrations.head())
+    fresh = Store(*database)  # a new engine: it sees the schema that now exists
+    try:
+        with fresh.engine.connect() as conn:
+            context = MigrationContext.configure(conn)
+            assert compare_metadata(context, metadata) == []
+    finally:
+        fresh.dispose()
+
+
+def test_history_is_one_line_from_the_baseline():
+    """Two migrations with the same down_revision would leave two heads: upgrades stop."""
+    scripts = migrations.history()
+    assert scripts[0].revision == "0001_baseline" and scripts[0].down_revision is None
+    for older, newer in zip(scripts, scripts[1:], strict=False):
+        assert newer.down_revision == older.revision
+    assert migrations.head() == scripts[-1].revision
+
+
+def test_database_of_the_previous_release_is_stamped_then_upgraded_rows_intact(
+    database, store, hub_factory
+):
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    old = release_0_1_0.metadata
+    with store.engine.begin() as conn:
+        if database[1]:
+            conn.execute(sa.text(f'CREATE SCHEMA "{database[1]}"'))
+        old.create_all(conn)
+        conn.execute(
+            old.tables["journeys"].insert(),
+            {
+                "id": 7,
+                "tenant": "acme",
+                "checkout_id": "cs_1",
+                "source": "stripe",
+                "status": "open",
+                "email": "jane@example.com",
+                "created_at": now,
+            },
+        )
+        conn.execute(
+            old.tables["suppressions"].insert(),
+            {"tenant": "acme", "identity": "joe@example.com", "channel": "*", "created_at": now},
+        )
+    before = migrations.state(store)
+    assert before.unversioned and before.current is None
+
+    hub = hub_factory({}).hub  # create_app on that database, as an upgraded deployment would
+
+    assert _revision(database) == migrations.head()
+    with hub.store.begin() as conn:
+        journey = conn.execute(sa.text("SELECT id, email, created_at FROM journeys")).one()
+        assert journey.id == 7 and journey.email == "jane@example.com"
+        assert conn.execute(sa.text("SELECT identity FROM suppressions")).scalar_one() == (
+            "joe@example.com"
+        )
+
+
+def test_several_hub_db_upgrades_at_once_migrate_once(tmp_path, redis_url, database):
+    env = _env(tmp_path, redis_url, database)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "hub", "db", "upgrade"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [(p.wait(120), *p.communicate()) for p in procs]
+    assert [code for code, _, _ in outputs] == [0, 0, 0, 0], outputs
+    said = sorted(out.strip() for _, out, _ in outputs)
+    head = migrations.head()
+    assert said == [f"database is up to date at {head}"] * 3 + [
+        f"database upgraded: empty → {head}"
+    ], outputs
+
+
+def test_hub_db_upgrade_twice_is_a_no_op(tmp_path, redis_url, database, monkeypatch):
+    for key, value in _env(tmp_path, redis_url, database).items():
+        monkeypatch.setenv(key, value)
+    runner = CliRunner()
+    first = runner.invoke(db_group, ["upgrade"])
+    assert first.exit_code == 0 and "upgraded: empty → " in first.output, first.output
+    second = runner.invoke(db_group, ["upgrade"])
+    assert second.output == f"database is up to date at {migrations.head()}\n"
+    current = runner.invoke(db_group, ["current"])
+    assert current.output == f"{migrations.head()} (up to date)\n"
+    history = runner.invoke(db_group, ["history"])
+    assert history.output.startswith("0001_baseline ")
+
+
+def _from_a_newer_release(store: Store, schema: str | None) -> None:
+    migrations.upgrade(store)
+    with store.begin() as conn:
+        version = sa.table("alembic_version", sa.column("version_num"), schema=schema)
+        conn.execute(version.update().values(version_num="0999_from_the_future"))
+
+
+NEWER = "the database is at schema revision 0999_from_the_future, which this version"
+
+
+def test_database_from_a_newer_release_is_refused_with_one_line(
+    tmp_path, redis_url, database, store, monkeypatch
+):
+    _from_a_newer_release(store, database[1])
+    env = _env(tmp_path, redis_url, database)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for args in (["upgrade"], ["current"]):
+        done = CliRunner().invoke(db_group, args)
+        assert done.exit_code == 1 and done.output.startswith(f"Error: {NEWER}"), done.output
+    started = _hub("config", "check", env=env)  # any command that builds the app
+    assert started.returncode == 1
+    assert f"Error: {NEWER}" in started.stderr and "Traceback" not in started.stderr
+    assert _revision(database) == "0999_from_the_future"  # untouched
+
+
+def test_gunicorn_refuses_a_database_from_a_newer_release(tmp_path, redis_url, database, store):
+    """The master stops at once with the message instead of respawning refusing workers."""
+    _from_a_newer_release(store, database[1])
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{free_port()}",
+            "--workers",
+            "2",
+            "--chdir",
+            str(ROOT),
+            "wsgi:app",
+        ],
+        env=_env(tmp_path, redis_url, database),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "App failed to load" in done.stderr
+    assert f"abandonment-hub: {NEWER}" in done.stderr
+    # gunicorn 27 prints a traceback of its own (HaltServer raised while halting); ours: none
+    assert "SchemaMismatch" not in done.stderr and "hub/app.py" not in done.stderr
+
+
+def test_without_auto_migrate_a_database_behind_is_refused_until_hub_db_upgrade(
+    tmp_path, redis_url, database, monkeypatch
+):
+    env = _env(tmp_path, redis_url, database, HUB_AUTO_MIGRATE="0")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(migrations.SchemaMismatch) as refused:
+        create_app()
+    message = refused.value.format_message()
+    assert message == (
+        f"the database schema is behind this code (empty → {migrations.head()}) and "
+        "HUB_AUTO_MIGRATE=0: run `hub db upgrade`, then start again"
+    )
+    assert _revision(database) is None  # nothing was created
+
+    started = _hub("config", "check", env=env)  # the console script: one line, exit 1
+    assert started.returncode == 1 and started.stderr.strip() == f"Error: {message}"
+    assert CliRunner().invoke(db_group, ["upgrade"]).exit_code == 0  # while the app refuses
+    create_app().extensions["hub"].close()  # now it starts
