@@ -190,6 +190,27 @@ def _lock_id(schema: str) -> int:
     return value - 2**32 if value >= 2**31 else value
 
 
+@contextmanager
+def _sqlite_migration_transaction(conn: Connection) -> Iterator[None]:
+    """SQLite: a transaction without foreign-key enforcement, one full check before the commit.
+
+    Alembic alters a SQLite table by rebuilding it (copy, drop, rename); dropping a table that
+    other rows reference fails with enforcement on, and deferring does not help (the rename
+    never settles the drop's violations). ``PRAGMA foreign_keys`` is ignored inside a
+    transaction, so it is switched on the raw connection before ``BEGIN``.
+    """
+    raw = conn.connection.dbapi_connection
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        with conn.begin():
+            yield
+            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+            if broken:
+                raise sa.exc.IntegrityError("PRAGMA foreign_key_check", None, ValueError(broken))
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
 def normalize_url(url: str) -> str:
     """Map ``postgresql://`` / ``postgres://`` to the psycopg 3 driver; leave SQLite alone."""
     for prefix in ("postgresql://", "postgres://"):
@@ -267,7 +288,7 @@ class Store:
         """
         with self.engine.connect() as conn:
             if not self.is_postgres:
-                with conn.begin():
+                with _sqlite_migration_transaction(conn):
                     yield conn
                 return
             key = {"cls": _MIGRATION_LOCK, "obj": _lock_id(self.schema or "")}

@@ -22,11 +22,6 @@ from hub.store import Store, metadata, normalize_url
 
 
 def run(connection: Connection) -> None:
-    if connection.dialect.name == "sqlite":
-        # batch operations rebuild a table (copy, drop, rename); foreign keys pointing at it
-        # are checked at the commit instead of failing the drop (PRAGMA foreign_keys cannot
-        # be switched off inside a transaction, this can; SQLite resets it at the commit)
-        connection.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
     context.configure(
         connection=connection,
         target_metadata=metadata,
