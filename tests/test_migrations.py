@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from hub import migrations
 from hub.app import create_app
 from hub.dbcli import db_group
-from hub.store import Store, metadata
+from hub.store import Store, journeys, metadata, steps
 from hub.testing import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,3 +293,51 @@ def test_without_auto_migrate_a_database_behind_is_refused_until_hub_db_upgrade(
     assert started.returncode == 1 and started.stderr.strip() == f"Error: {message}"
     assert CliRunner().invoke(db_group, ["upgrade"]).exit_code == 0  # while the app refuses
     create_app().extensions["hub"].close()  # now it starts
+
+
+def test_sqlite_migration_may_rebuild_a_referenced_table_but_never_break_a_key(tmp_path):
+    """Alembic alters SQLite tables by rebuilding them; journeys is referenced by steps."""
+    store = Store(f"sqlite:///{tmp_path / 'hub.db'}")
+    migrations.upgrade(store)
+    now = datetime.now(UTC)
+    with store.begin() as conn:
+        conn.execute(
+            journeys.insert(),
+            {
+                "id": 1,
+                "tenant": "a",
+                "checkout_id": "c",
+                "source": "s",
+                "status": "open",
+                "created_at": now,
+            },
+        )
+        conn.execute(
+            steps.insert(),
+            {
+                "journey_id": 1,
+                "step_index": 0,
+                "due_at": now,
+                "status": "scheduled",
+                "updated_at": now,
+            },
+        )
+    with store.begin() as conn:
+        ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'journeys'")
+        create = ddl.scalar_one().replace("journeys", "journeys_new", 1)
+    rebuild = [  # what op.batch_alter_table does
+        create,
+        "INSERT INTO journeys_new SELECT * FROM journeys",
+        "DROP TABLE journeys",
+        "ALTER TABLE journeys_new RENAME TO journeys",
+    ]
+    with store.migration_lock() as conn:
+        for sql in rebuild:
+            conn.exec_driver_sql(sql)
+    with pytest.raises(sa.exc.IntegrityError), store.migration_lock() as conn:
+        conn.exec_driver_sql("DELETE FROM journeys")
+    with store.begin() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(journeys)).scalar() == 1
+        with pytest.raises(sa.exc.IntegrityError):  # enforcement is back on afterwards
+            conn.execute(journeys.delete())
+    store.dispose()
