@@ -3,17 +3,23 @@
 Adding a migration (every change to the tables in ``hub/store.py``)
 -------------------------------------------------------------------
 1. Change the tables in ``hub/store.py``: its ``metadata`` is the model.
-2. Add ``hub/migrations/versions/0002_<name>.py`` (copy ``script.py.mako``, or let Alembic
-   write it against a database at the current head: ``alembic revision --autogenerate
-   --rev-id 0002_<name> -m "<name>"``; ``pyproject.toml`` configures the ``alembic`` command)
-   with ``revision = "0002_<name>"`` and ``down_revision`` = the newest revision so far
-   (``"0001_baseline"``, ``hub db history`` lists them). History stays a line: two scripts
-   with the same ``down_revision`` fail ``test_migrations``.
-3. Write ``upgrade()`` with ``op.*`` and literal types (``sa.DateTime()`` for
-   ``UTCDateTime``), never by importing ``hub.store``: a migration describes the schema as it
-   was then, and the model will move on. On SQLite, alter tables with
-   ``op.batch_alter_table``.
-4. ``pytest tests/test_migrations.py``: the database that the migrations build must equal the
+2. Write ``hub/migrations/versions/0002_<name>.py`` with ``revision = "0002_<name>"`` and
+   ``down_revision`` = the newest revision so far (``"0001_baseline"``; ``hub db history``
+   lists them). Alembic can draft it from a database at the current head (``pyproject.toml``
+   configures the ``alembic`` command; ``DATABASE_URL`` says which database)::
+
+       export DATABASE_URL=sqlite:///var/dev.db
+       alembic upgrade head
+       alembic revision --autogenerate --rev-id 0002_<name> -m "<what it does>"
+       ruff format hub/migrations && ruff check --fix hub/migrations
+
+   then read and fix the draft. History stays one line: two scripts with the same
+   ``down_revision`` fail ``test_migrations``.
+3. A migration describes the schema as it was then: literal types (``sa.DateTime()`` for
+   ``UTCDateTime``, as autogenerate writes it), never an import of ``hub.store``, whose
+   model moves on. SQLite alters a table by rebuilding it: use ``op.batch_alter_table``
+   (autogenerate does); foreign keys are checked once, before the commit.
+4. ``pytest tests/test_migrations.py``: the database the migrations build must equal the
    metadata (``compare_metadata`` finds no difference) on SQLite and PostgreSQL, so a column
    without a migration fails CI.
 

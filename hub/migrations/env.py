@@ -14,11 +14,20 @@ that schema.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from hub.store import Store, metadata, normalize_url
+from hub.store import Store, UTCDateTime, metadata, normalize_url
+
+
+def render_item(kind: str, obj: Any, _context: Any) -> str | bool:
+    """Autogenerate writes UTCDateTime as the column type it is in the database: a migration
+    must not import the model, which will move on."""
+    if kind == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime()"
+    return False
 
 
 def run(connection: Connection) -> None:
@@ -26,6 +35,7 @@ def run(connection: Connection) -> None:
         connection=connection,
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
+        render_item=render_item,
     )
     with context.begin_transaction():
         context.run_migrations()
