@@ -80,6 +80,16 @@ def test_the_installed_wheel_carries_every_plugin_and_the_wsgi_app(installed, tm
     assert served.returncode == 0 and served.stdout.strip().endswith("ok"), served.stderr
 
 
+def test_the_installed_wheel_carries_the_migrations(installed, tmp_path):
+    """`hub db upgrade` (the compose and systemd migrate step) runs from the wheel alone."""
+    env = {"HUB_VAR_DIR": str(tmp_path / "var"), "HUB_SECRET_KEY": "x"}
+    first = run_installed(installed, "hub", "db", "upgrade", cwd=tmp_path, **env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "database upgraded: empty → 0001_baseline"
+    again = run_installed(installed, "hub", "db", "current", cwd=tmp_path, **env)
+    assert again.stdout.strip() == "0001_baseline (up to date)", again.stderr
+
+
 def test_the_distribution_declares_its_license(installed):
     [metadata] = installed.glob("lib/python*/site-packages/abandonment_hub-*.dist-info/METADATA")
     text = metadata.read_text()
