@@ -145,6 +145,10 @@ def test_history_is_one_line_from_the_baseline():
     for older, newer in zip(scripts, scripts[1:], strict=False):
         assert newer.down_revision == older.revision
     assert migrations.head() == scripts[-1].revision
+    # what start-ups read without importing Alembic is what Alembic reads
+    assert migrations.revision_map() == {
+        s.revision: (s.down_revision,) if s.down_revision else () for s in scripts
+    }
 
 
 def test_database_of_the_previous_release_is_stamped_then_upgraded_rows_intact(

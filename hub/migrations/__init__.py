@@ -31,21 +31,26 @@ the database stays at the revision it had.
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.script import Script, ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from hub.store import Store
 
+if TYPE_CHECKING:  # Alembic is imported only to migrate: it costs every process ~0.3 s
+    from alembic.config import Config
+    from alembic.script import Script
+
 BASELINE = "0001_baseline"
 VERSION_TABLE = "alembic_version"  # Alembic's default; in DATABASE_SCHEMA (the search_path)
 HERE = Path(__file__).resolve().parent
+_ASSIGNMENT = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
 # a table the previous release (metadata.create_all, no Alembic) always created
 _LEGACY_MARKER = "events"
 
@@ -102,11 +107,14 @@ def upgrade(store: Store) -> Upgrade:
     with store.migration_lock() as conn:
         before = _state(conn, store.schema)
         refuse_unknown(before)
+        if before.up_to_date:  # every start but the first after a release: no Alembic
+            return Upgrade(before, before.current or before.head)
+        from alembic import command
+
         config = alembic_config(conn)
         if before.unversioned:
             command.stamp(config, BASELINE)
-        if not before.up_to_date:
-            command.upgrade(config, "head")
+        command.upgrade(config, "head")
         return Upgrade(before, _state(conn, store.schema).current or before.head)
 
 
@@ -130,13 +138,32 @@ def state(store: Store) -> SchemaState:
 
 
 def head() -> str:
-    """This code's newest revision."""
-    return _scripts().get_current_head() or BASELINE
+    """This code's newest revision: the one no other names as its ``down_revision``."""
+    revisions = revision_map()
+    named = {down for downs in revisions.values() for down in downs}
+    # two heads is a broken history (test_migrations fails); max() keeps starts deterministic
+    return max(set(revisions) - named, default=BASELINE)
+
+
+def revision_map() -> dict[str, tuple[str, ...]]:
+    """Each revision in ``versions/`` with its ``down_revision``, read from the scripts'
+    text rather than through Alembic, whose import would slow every start
+    (``test_migrations`` checks that Alembic reads the same)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for path in (HERE / "versions").glob("*.py"):
+        fields = {k: ast.literal_eval(v) for k, v in _ASSIGNMENT.findall(path.read_text())}
+        if fields.get("revision"):
+            down = fields.get("down_revision") or ()
+            found[fields["revision"]] = (down,) if isinstance(down, str) else tuple(down)
+    return found
 
 
 def history() -> list[Script]:
-    """This code's revisions, oldest first."""
-    return list(reversed(list(_scripts().walk_revisions())))
+    """This code's revisions as Alembic reads them, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return list(reversed(list(scripts.walk_revisions())))
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -144,15 +171,13 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
     ``env.py`` runs the migrations on ``connection``, which must hold the migration lock.
     """
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(HERE))
     config.set_main_option("path_separator", "os")
     config.attributes["connection"] = connection
     return config
-
-
-def _scripts() -> ScriptDirectory:
-    return ScriptDirectory.from_config(alembic_config())
 
 
 def _state(conn: Connection, schema: str | None) -> SchemaState:
@@ -162,10 +187,9 @@ def _state(conn: Connection, schema: str | None) -> SchemaState:
     if inspector.has_table(VERSION_TABLE, schema=schema):
         version = sa.table(VERSION_TABLE, sa.column("version_num"), schema=schema)
         current = conn.execute(sa.select(version.c.version_num)).scalars().first()
-    scripts = _scripts()
-    known = current is None or current in {s.revision for s in scripts.walk_revisions()}
+    known = current is None or current in revision_map()
     unversioned = current is None and inspector.has_table(_LEGACY_MARKER, schema=schema)
-    return SchemaState(current, scripts.get_current_head() or BASELINE, unversioned, known)
+    return SchemaState(current, head(), unversioned, known)
 
 
 def refuse_unknown(state: SchemaState) -> None:
