@@ -32,6 +32,7 @@ the database stays at the revision it had.
 from __future__ import annotations
 
 import ast
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,9 @@ def upgrade(store: Store) -> Upgrade:
         refuse_unknown(before)
         if before.up_to_date:  # every start but the first after a release: no Alembic
             return Upgrade(before, before.current or before.head)
+        # Alembic's INFO lines (plugins set up on import, context impl) tell an operator
+        # nothing; the caller logs one line saying from which revision to which
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         from alembic import command
 
         config = alembic_config(conn)
