@@ -313,10 +313,9 @@ def create_app(
     app.extensions["hub"] = hub
     configure_logging(settings.log_level, settings.log_format, _tenant_secrets(hub.tenants))
     if create_state:
-        # a fresh install with HUB_SECRET_KEY set has no var/ yet, and SQLite makes no folders
+        # a fresh install with HUB_SECRET_KEY set has no var/ yet (the migration makes the
+        # SQLite database's folder)
         settings.var_dir.mkdir(parents=True, exist_ok=True)
-        if hub.store.engine.url.get_backend_name() == "sqlite" and hub.store.engine.url.database:
-            Path(hub.store.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
         _prepare_database(hub)
 
     from hub import cli, ingress, tracking

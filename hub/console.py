@@ -63,9 +63,6 @@ class HubGroup(click.Group):
         attrs.setdefault("context_settings", {"help_option_names": ["-h", "--help"]})
         super().__init__(name="hub", **attrs)
         self.create_app = create_app or _default_create_app
-        from hub.dbcli import db_group
-
-        self.add_command(db_group)
         self.params.append(
             click.Option(
                 ["--version"],
@@ -94,16 +91,13 @@ class HubGroup(click.Group):
         return super().resolve_command(ctx, args)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        own = super().get_command(ctx, cmd_name)
-        if own is not None:  # `hub db`: runs without the app, which refuses a database behind
-            return own
         app = self.app(ctx, cmd_name)
         if not current_app or current_app._get_current_object() is not app:  # type: ignore[attr-defined]
             ctx.with_resource(app.app_context())
         return app.cli.get_command(ctx, cmd_name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self.app(ctx, None).cli.list_commands(ctx)})
+        return self.app(ctx, None).cli.list_commands(ctx)
 
     def make_context(
         self,

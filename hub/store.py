@@ -231,9 +231,6 @@ def make_engine(
     """
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        path = sa.engine.make_url(url).database
-        if path and path != ":memory:":  # var/ of a fresh checkout: `hub db upgrade` comes first
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
@@ -290,6 +287,11 @@ class Store:
         SQLite: the transaction starts with ``BEGIN IMMEDIATE`` (see :func:`make_engine`), so it
         holds the database's write lock from the first statement to the commit.
         """
+        path = self.engine.url.database
+        if not self.is_postgres and path and path != ":memory:":
+            # the first migration creates the database, in a var/ that may not exist yet
+            # (`hub db upgrade` on a fresh install); commands that only read never get here
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         with self.engine.connect() as conn:
             if not self.is_postgres:
                 with _sqlite_migration_transaction(conn):
