@@ -29,8 +29,9 @@ import click
 from flask import Flask, current_app
 
 # Top-level commands that only read: their app writes nothing to disk (no var/, no tables).
-# Anything else (run, worker, db, plugin groups) may create what it needs.
-READ_ONLY = frozenset({"config", "demo", "flow", "log", "plugins", "sweep"})
+# Anything else (run, worker, plugin groups) may create what it needs. `db` is here because
+# its app must not migrate, nor refuse a database that is behind: its commands do the work.
+READ_ONLY = frozenset({"config", "db", "demo", "flow", "log", "plugins", "sweep"})
 USAGE = 2
 FAILURE = 1
 _NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", click.exceptions.Exit)

@@ -134,6 +134,9 @@ BAD_INPUT = [
     ),
     ("flow simulate", ["bakery", "{bad_line}"], {}, 2, "bad_line.json: line 2 is not JSON"),
     ("acme_tools load", ["{not_json}"], {}, 1, "plugin acme_tools: not valid JSON"),
+    ("db upgrade", [], {"DATABASE_URL": "postgresql://hub@127.0.0.1:1/hub"}, 1, "database "),
+    ("db current", ["now"], {}, 2, "unexpected extra argument"),
+    ("db history", ["--all"], {}, 2, "No such option '--all'"),
 ]
 
 # more bad input for the commands users reach first
