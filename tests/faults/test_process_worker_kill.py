@@ -81,6 +81,13 @@ name = "default"
 """
 
 
+# the step's e-mail fallback needs an e-mail version of the staff template (config check)
+FALLBACK_EMAIL = {
+    "call_prospect/email.en.subject": "Call {{ customer.name }}",
+    "call_prospect/email.en.txt": "Please call {{ customer.name }} about {{ cart.total_display }}.",
+}
+
+
 def email_table(smtp_url: str) -> str:
     return f'[sinks.email]\nsmtp_url = "{smtp_url}"\nfrom = "Acme <shop@acme.example>"\n'
 
@@ -138,7 +145,9 @@ body = ["first_name"]
 """
         channels = '["whatsapp", "email"]'
     harness = hub_factory(
-        {"acme": tenant(table + email_table(smtp_server.url), channels)}, settings=ALLOW_LOOPBACK
+        {"acme": tenant(table + email_table(smtp_server.url), channels)},
+        settings=ALLOW_LOOPBACK,
+        templates=FALLBACK_EMAIL,
     )
     abandon(harness, consent={"promotions": "opt_in", "terms_of_service": None})
 
