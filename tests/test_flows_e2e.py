@@ -49,8 +49,9 @@ def test_a_worker_killed_mid_schedule_loses_no_step(hub_factory, smtp_server):
 
 
 def test_when_redis_loses_the_scheduled_jobs_the_sweep_rebuilds_them(hub_factory, smtp_server):
-    harness = hub_factory({"acme": tenant_toml(smtp_url=smtp_server.url, after="2s")})
-    worker = harness.start_worker()
+    harness = hub_factory({"acme": tenant_toml(smtp_url=smtp_server.url, after="6s")})
+    worker = harness.start_worker()  # listening first: its start-up must not eat the 6 s
+    harness.wait_for(lambda: "Listening on" in harness.worker_logs(), message="worker listening")
     body = stripe_event()
     harness.post("acme", "stripe", body, stripe_headers(body))
     harness.wait_for(lambda: harness.rows("steps"), message="step scheduled")
