@@ -13,6 +13,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from hub import metrics
 from hub.catalog import TenantCatalog
 from hub.logs import configure_logging
 from hub.plugins import Registry, load_plugins
-from hub.queues import EmbeddedRedis, Queues
+from hub.queues import EmbeddedRedis, Queues, queue_prefix_problem
 from hub.store import Store
 from hub.templates import Renderer
 from hub.tenants import ConfigIssue, Tenant
@@ -96,6 +97,11 @@ class Settings:
         (the current key) and tries them all, newest first, when verifying."""
         return [*reversed(self.secret_key_fallbacks), self.secret_key]
 
+    def problems(self) -> list[str]:
+        """Settings the hub cannot run with, one line each (``hub config check`` lists them)."""
+        found = queue_prefix_problem(self.queue_prefix)
+        return [found] if found else []
+
     @classmethod
     def resolve(
         cls,
@@ -167,22 +173,42 @@ def _dev_secret(var_dir: Path, create: bool = True) -> str:
         return key
 
 
+class SettingsError(ValueError):
+    """A setting the hub cannot run with; the message is one line naming the variable."""
+
+
 class Hub:
     """Everything one process of the hub needs, built once per app."""
 
-    def __init__(self, settings: Settings, registry: Registry, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, settings: Settings, registry: Registry, environ: Mapping[str, str], store: Store
+    ) -> None:
         self.settings = settings
         self.registry = registry
+        self.settings_problems = settings.problems()
         self.renderer = Renderer(settings.config_dir, registry)
         self.catalog = TenantCatalog(
             settings.config_dir, registry.sources, registry.sinks, environ, self.renderer
         )
-        self.store = Store(settings.database_url, settings.database_schema)
+        self.store = store
         self.embedded_redis: EmbeddedRedis | None = None
-        redis_url = settings.redis_url or EmbeddedRedis(settings.var_dir).url
-        self.queues = Queues(redis_url, settings.queue_prefix)
+        self.redis_url = settings.redis_url or EmbeddedRedis(settings.var_dir).url
         # where the engine counts deliveries (a module: prometheus-client's values are per process)
         self.metrics = metrics
+
+    @cached_property
+    def installation(self) -> str:
+        """This database's installation id, which every job and link names (:mod:`hub.binding`).
+
+        Read once per process: ``create_app`` reads it at start-up when it may create state;
+        a reading command (``hub log``) that never needs it never opens the database for it.
+        """
+        return self.store.installation_id()
+
+    @cached_property
+    def queues(self) -> Queues:
+        """The RQ queues, namespaced by the installation (built on first use, then kept)."""
+        return Queues(self.redis_url, self.settings.queue_prefix, self.installation)
 
     @property
     def tenants(self) -> dict[str, Tenant]:
@@ -215,7 +241,7 @@ class Hub:
         if self.settings.redis_url is not None:
             return None
         return (
-            f"REDIS_URL is not set and no embedded Redis runs at {self.queues.url}; set "
+            f"REDIS_URL is not set and no embedded Redis runs at {self.redis_url}; set "
             "REDIS_URL (production) or start `hub run` / `hub worker` with the same HUB_VAR_DIR"
         )
 
@@ -284,6 +310,7 @@ def create_app(
     plugins: Any = None,
     extra_plugins: tuple = (),
     create_state: bool = True,
+    strict: bool = True,
 ) -> Flask:
     """Build the Flask app: settings, plugins, tenants, store, queues, blueprints, CLI.
 
@@ -292,11 +319,16 @@ def create_app(
     plugin objects in addition (the hub's own tests use both). ``create_state=False`` is for
     commands that only read (``hub log``, ``hub --help``): no ``var/``, no secret file, no
     tables, so running one in the wrong directory leaves nothing behind.
+    A setting the hub cannot run with raises :class:`SettingsError`; the ``hub`` command
+    passes ``strict=False`` so that ``hub config check`` can list it and ``hub run``/``hub
+    worker`` refuse with one line.
     """
     from dotenv import load_dotenv
 
     load_dotenv(override=False)
     settings = Settings.resolve(config, os.environ, create_state=create_state)
+    if strict and settings.problems():
+        raise SettingsError(settings.problems()[0])
     configure_logging(settings.log_level, settings.log_format, _known_secrets(settings))
     registry = load_plugins(plugins, extra_plugins)
 
@@ -308,8 +340,9 @@ def create_app(
     app.config["MAX_FORM_PARTS"] = 1000
     app.config["SECRET_KEY"] = settings.secret_key
     app.config["SECRET_KEY_FALLBACKS"] = list(settings.secret_key_fallbacks)
+    store = Store(settings.database_url, settings.database_schema)
     # loading the tenants logs one line per broken tenant; `hub config check` lists the errors
-    hub = Hub(settings, registry, os.environ)
+    hub = Hub(settings, registry, os.environ, store)
     app.extensions["hub"] = hub
     configure_logging(settings.log_level, settings.log_format, _tenant_secrets(hub.tenants))
     if create_state:
@@ -317,6 +350,7 @@ def create_app(
         # SQLite database's folder)
         settings.var_dir.mkdir(parents=True, exist_ok=True)
         _prepare_database(hub)
+        hub.queues  # noqa: B018 - reads the installation id once, at start-up
 
     from hub import cli, ingress, tracking
 

@@ -261,7 +261,11 @@ def config_group() -> None:
 def config_check() -> None:
     """Validate every tenant file; print each error with file and key; exit 1 on any."""
     hub = current_hub()
-    problems = [str(i) for i in hub.config_issues] + list(hub.registry.errors)
+    problems = (
+        list(hub.settings_problems)
+        + [str(i) for i in hub.config_issues]
+        + list(hub.registry.errors)
+    )
     for problem in problems:
         click.echo(problem, err=True)
     broken = ", ".join(f.slug for f in hub.catalog.broken())
@@ -285,6 +289,7 @@ def sweep_command() -> None:
     from hub.engine import Engine
 
     hub = current_hub()
+    _refuse_bad_settings(hub)
     require_database(hub)
     hub.queues.ping()  # unreachable: one line naming REDIS_URL or the embedded socket
     click.echo(json.dumps(Engine(hub).sweep()))
@@ -426,7 +431,15 @@ def require_database(hub: Any) -> None:
         )
 
 
+def _refuse_bad_settings(hub: Any) -> None:
+    """Stop before anything is queued: a bad setting would make every enqueue fail while the
+    ingress answered 202."""
+    if hub.settings_problems:
+        raise click.ClickException(hub.settings_problems[0])
+
+
 def _report_problems(hub: Any) -> None:
+    _refuse_bad_settings(hub)
     # broken tenants were logged in one line each when the app loaded them
     for message in hub.registry.errors:
         click.echo(f"plugin error: {message}", err=True)

@@ -118,7 +118,8 @@ class HubGroup(click.Group):
 def _default_create_app(create_state: bool) -> Flask:
     from hub.app import create_app
 
-    return create_app(create_state=create_state)
+    # not strict: `hub config check` lists a bad setting, `hub run`/`hub worker` refuse it
+    return create_app(create_state=create_state, strict=False)
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from itsdangerous import URLSafeSerializer
 
+from hub.binding import Binding
 from hub.conditions import facts_for
 from hub.durations import format_duration
 from hub.events import identity_of, load_event
@@ -47,17 +48,40 @@ class _Attempt:
     journey: Any
     step_index: int
     step_id: int
+    step_token: str
     sink: str
     channel: str
     attempts: int
+
+
+@dataclass(frozen=True)
+class StepJob:
+    """A step to hand to RQ: the row (id, token, tenant) and when to run which attempt."""
+
+    step_id: int
+    token: str
+    tenant: str
+    due: datetime
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class CheckJob:
+    """An inferred-abandonment check of one journey row at ``due``."""
+
+    journey_id: int
+    token: str
+    tenant: str
+    update_at: datetime
+    due: datetime
 
 
 @dataclass
 class Effects:
     """Work to hand to RQ once the transaction that decided it has committed."""
 
-    steps: list[tuple[int, datetime, int]] = field(default_factory=list)
-    checks: list[tuple[int, datetime, datetime]] = field(default_factory=list)
+    steps: list[StepJob] = field(default_factory=list)
+    checks: list[CheckJob] = field(default_factory=list)
     events: list[int] = field(default_factory=list)
 
 
@@ -97,13 +121,18 @@ class Engine:
     # ------------------------------------------------------------------ events
 
     @_one_connection
-    def process_event(self, event_id: int) -> str:
-        """Apply one stored event; returns a short note of what happened (also stored)."""
+    def process_event(self, event_id: int, expect: Binding | None = None) -> str:
+        """Apply one stored event; returns a short note of what happened (also stored).
+
+        ``expect`` is the job's binding: an event of another tenant raises ``Mismatch``.
+        """
         effects = Effects()
         with self.store.begin() as conn:
             row = conn.execute(
                 self.store.lock(conn, sa.select(events).where(events.c.id == event_id))
             ).first()
+            if expect is not None:
+                expect.check_row(f"event {event_id}", row)
             if row is None or row.status == "processed":
                 return "nothing to do"
             tenant = self.hub.tenants.get(row.tenant)
@@ -137,18 +166,28 @@ class Engine:
     def _apply(self, effects: Effects) -> None:
         for event_id in effects.events:
             self.process_event(event_id)
-        for step_id, due, attempt in effects.steps:
-            if due <= self.clock() and self._run_inline(step_id, attempt):
+        for step in effects.steps:
+            if step.due <= self.clock() and self._run_inline(step.step_id, step.attempt):
                 continue
             try:
-                self.hub.queues.schedule_step(step_id, due, attempt)
+                self._schedule(step)
             except Exception:  # the sweep reschedules overdue steps from the database
-                log.warning("could not schedule step %s; the sweep will", step_id)
-        for journey_id, update_at, due in effects.checks:
+                log.warning("could not schedule step %s; the sweep will", step.step_id)
+        for check in effects.checks:
             try:
-                self.hub.queues.schedule_check(journey_id, update_at, due)
+                self._schedule_check(check)
             except Exception:
-                log.warning("could not schedule abandonment check for journey %s", journey_id)
+                log.warning("could not schedule abandonment check for journey %s", check.journey_id)
+
+    def _schedule(self, job: StepJob) -> None:
+        self.hub.queues.schedule_step(
+            job.step_id, job.due, job.attempt, tenant=job.tenant, token=job.token
+        )
+
+    def _schedule_check(self, job: CheckJob) -> None:
+        self.hub.queues.schedule_check(
+            job.journey_id, job.update_at, job.due, tenant=job.tenant, token=job.token
+        )
 
     def _run_inline(self, step_id: int, attempt: int) -> bool:
         """Run a step that is already due inside the job that decided it.
@@ -234,7 +273,7 @@ class Engine:
             source=event["source"],
         )
         # a pending (inferred) journey becomes abandoned in place
-        journey_id = self._save_journey(conn, tenant, event, journey, values, now)
+        journey_id, _token = self._save_journey(conn, tenant, event, journey, values, now)
         if converted_by:
             return f"journey {journey_id} not started: {values['closed_reason']}"
 
@@ -248,7 +287,7 @@ class Engine:
         conn.execute(sa.update(journeys).where(journeys.c.id == journey_id).values(flow=flow.name))
         for step in flow.steps:
             due = self.due_time(tenant, event, max(event["occurred_at"] + step.after, now))
-            step_id = conn.execute(
+            step_id, token = conn.execute(
                 sa.insert(steps)
                 .values(
                     journey_id=journey_id,
@@ -257,9 +296,9 @@ class Engine:
                     status="scheduled",
                     updated_at=now,
                 )
-                .returning(steps.c.id)
-            ).scalar_one()
-            effects.steps.append((step_id, due, 0))
+                .returning(steps.c.id, steps.c.token)
+            ).one()
+            effects.steps.append(StepJob(step_id, token, tenant.slug, due))
         extra = f", superseded {superseded}" if superseded else ""
         return (
             f"journey {journey_id} started with flow {flow.name!r} ({len(flow.steps)} steps{extra})"
@@ -273,12 +312,12 @@ class Engine:
         journey: Any,
         values: dict,
         now: datetime,
-    ) -> int:
-        """Insert the checkout's journey, or update the existing row; returns its id."""
+    ) -> tuple[int, str]:
+        """Insert the checkout's journey, or update the existing row; returns id and token."""
         if journey is not None:
             conn.execute(sa.update(journeys).where(journeys.c.id == journey.id).values(**values))
-            return journey.id
-        return conn.execute(
+            return journey.id, journey.token
+        journey_id, token = conn.execute(
             sa.insert(journeys)
             .values(
                 tenant=tenant.slug,
@@ -287,8 +326,9 @@ class Engine:
                 recovered=False,
                 **values,
             )
-            .returning(journeys.c.id)
-        ).scalar_one()
+            .returning(journeys.c.id, journeys.c.token)
+        ).one()
+        return journey_id, token
 
     def _supersede_others(
         self,
@@ -508,12 +548,16 @@ class Engine:
             last_update_at=update_at,
             source=event["source"],
         )
-        journey_id = self._save_journey(conn, tenant, event, journey, values, now)
-        effects.checks.append((journey_id, update_at, max(update_at + window, now)))
+        journey_id, token = self._save_journey(conn, tenant, event, journey, values, now)
+        effects.checks.append(
+            CheckJob(journey_id, token, tenant.slug, update_at, max(update_at + window, now))
+        )
         return f"pending journey {journey_id}: abandoned unless converted by {update_at + window}"
 
     @_one_connection
-    def check_abandonment(self, journey_id: int, update_at_iso: str) -> str:
+    def check_abandonment(
+        self, journey_id: int, update_at_iso: str, expect: Binding | None = None
+    ) -> str:
         """The window of an inferred abandonment closed: emit ``checkout.abandoned``."""
         update_at = datetime.fromisoformat(update_at_iso)
         effects = Effects()
@@ -521,6 +565,8 @@ class Engine:
             journey = conn.execute(
                 self.store.lock(conn, sa.select(journeys).where(journeys.c.id == journey_id))
             ).first()
+            if expect is not None:
+                expect.check_row(f"journey {journey_id}", journey)
             if journey is None or journey.status != "pending":
                 return "nothing to do"
             if journey.last_update_at != update_at:
@@ -530,7 +576,11 @@ class Engine:
             if window is None:
                 return "tenant or source gone"
             if self.clock() < update_at + window - EARLY_SLACK:
-                effects.checks.append((journey_id, update_at, update_at + window))
+                effects.checks.append(
+                    CheckJob(
+                        journey_id, journey.token, journey.tenant, update_at, update_at + window
+                    )
+                )
                 note = "early; rescheduled"
             else:
                 loaded = load_event(inferred_abandonment(journey.event, update_at, window))
@@ -544,20 +594,27 @@ class Engine:
     # ------------------------------------------------------------------ steps
 
     @_one_connection
-    def run_step(self, step_id: int, attempt: int = 0) -> str:
-        """Fire one step (or one retry of it). Safe to call twice with the same arguments."""
+    def run_step(self, step_id: int, attempt: int = 0, expect: Binding | None = None) -> str:
+        """Fire one step (or one retry of it). Safe to call twice with the same arguments.
+
+        ``expect`` is the job's binding: a step row of another tenant, or with another token
+        (an id reused after a restore), raises ``Mismatch`` before anything happens.
+        """
         now = self.clock()
         # one read-only transaction for what the run needs to decide. No row lock: it would be
         # released at this commit anyway, and only cost a WAL flush; the ledger's unique key and
         # the claim's attempt check keep two runs from sending twice
         with self.store.begin() as conn:
             step_row = conn.execute(sa.select(steps).where(steps.c.id == step_id)).first()
+            journey = None
+            if step_row is not None:
+                journey = conn.execute(
+                    sa.select(journeys).where(journeys.c.id == step_row.journey_id)
+                ).first()
+            if expect is not None:
+                expect.check_row(f"step {step_id}", step_row, journey.tenant if journey else None)
             if step_row is None or step_row.status not in ("scheduled", "retrying"):
                 return "nothing to do"
-            early = bool(now < step_row.due_at - EARLY_SLACK and attempt == 0)
-            journey = conn.execute(
-                sa.select(journeys).where(journeys.c.id == step_row.journey_id)
-            ).first()
             ledger = {
                 row.sink: row
                 for row in conn.execute(
@@ -567,8 +624,10 @@ class Engine:
                     )
                 )
             }
-        if early:
-            self.hub.queues.schedule_step(step_id, step_row.due_at, attempt)
+        # a retry waits for its own time, whoever queued it (sweep, a restarted worker)
+        wake = _next_run(step_row)
+        if now < wake - EARLY_SLACK:
+            self._schedule(StepJob(step_id, step_row.token, journey.tenant, wake, attempt))
             return "early; rescheduled"
         if self.metrics and attempt == 0:
             self.metrics.step_fired((now - step_row.due_at).total_seconds())
@@ -577,15 +636,16 @@ class Engine:
         if reason:
             return self._finish_step(step_id, journey, step_row.step_index, "skipped", reason)
         # judge the stored due time, not `now`: RQ may start a job up to ~1 s early
-        later = self.quiet_until(tenant, journey.event, max(now, step_row.due_at))
+        later = self.quiet_until(tenant, journey.event, max(now, wake))
         if later is not None:
+            values: dict[str, Any] = dict(
+                due_at=later, updated_at=now, reason="deferred: quiet hours"
+            )
+            if step_row.next_attempt_at is not None:
+                values["next_attempt_at"] = later
             with self.store.begin() as conn:
-                conn.execute(
-                    sa.update(steps)
-                    .where(steps.c.id == step_id)
-                    .values(due_at=later, updated_at=now, reason="deferred: quiet hours")
-                )
-            self.hub.queues.schedule_step(step_id, later, attempt)
+                conn.execute(sa.update(steps).where(steps.c.id == step_id).values(**values))
+            self._schedule(StepJob(step_id, step_row.token, journey.tenant, later, attempt))
             log.info("step id=%s deferred to %s (quiet hours)", step_id, later.isoformat())
             return f"deferred to {later.isoformat()} (quiet hours)"
         event = journey.event
@@ -595,7 +655,7 @@ class Engine:
                 tenant,
                 journey,
                 flow_step,
-                step_id,
+                step_row,
                 sink_name,
                 attempt,
                 event,
@@ -790,7 +850,7 @@ class Engine:
         tenant: Tenant,
         journey: Any,
         flow_step: Any,
-        step_id: int,
+        step_row: Any,
         sink_name: str,
         attempt: int,
         event: dict,
@@ -800,6 +860,7 @@ class Engine:
 
         ``existing`` is this channel's ledger row as :meth:`run_step` read it (or ``None``).
         """
+        step_id = step_row.id
         sink = self.hub.sinks.get(sink_name)
         config = tenant.sinks.get(sink_name)
         channel = sink.channel if sink else "?"
@@ -818,6 +879,7 @@ class Engine:
                         journey,
                         step_index,
                         step_id,
+                        step_row.token,
                         sink_name,
                         channel,
                         existing.attempts,
@@ -893,7 +955,7 @@ class Engine:
             address = self._address_again(sink, config, event, context) or address
 
         attempt_row = _Attempt(
-            delivery_id, journey, step_index, step_id, sink_name, channel, attempts
+            delivery_id, journey, step_index, step_id, step_row.token, sink_name, channel, attempts
         )
         locales = message_locales(sink, tenant, event)
         try:
@@ -964,10 +1026,24 @@ class Engine:
         return f"failed ({reason})", False
 
     def _retry_later(self, attempt: _Attempt, delay: float, reason: str) -> tuple[str, bool]:
-        """Schedule the step again; the retry job claims the ledger row by its attempt count."""
+        """Schedule the step again; the retry job claims the ledger row by its attempt count.
+
+        The step row keeps the retry's time (``next_attempt_at``) so that whatever else queues
+        the step (the sweep, a restarted worker) waits for it instead of retrying at once.
+        """
         self._record(attempt, "retrying", reason)
-        self.hub.queues.schedule_step(
-            attempt.step_id, self.clock() + timedelta(seconds=delay), attempt.attempts
+        now = self.clock()
+        at = now + timedelta(seconds=delay)
+        with self.store.begin() as conn:
+            conn.execute(
+                sa.update(steps)
+                .where(steps.c.id == attempt.step_id)
+                .values(next_attempt_at=at, updated_at=now)
+            )
+        self._schedule(
+            StepJob(
+                attempt.step_id, attempt.step_token, attempt.journey.tenant, at, attempt.attempts
+            )
         )
         return "retrying", True
 
@@ -1055,12 +1131,13 @@ class Engine:
             ]
         base = self.hub.public_url()
         secret = self.hub.settings.secret_key
-        unsubscribe = link_serializer(secret, "unsubscribe").dumps([journey.id, sink.channel])
+        # links name installation and journey token too: the secret in var/ outlives a change
+        # of database, and a restored database reuses journey ids (hub.tracking checks both)
+        bound = [self.hub.installation[:8], journey.id, journey.token]
+        unsubscribe = link_serializer(secret, "unsubscribe").dumps([*bound, sink.channel])
         recovery = None
         if event.get("recovery_url"):
-            token = link_serializer(secret, "recovery").dumps(
-                [journey.id, flow_step.index, sink.name]
-            )
+            token = link_serializer(secret, "recovery").dumps([*bound, flow_step.index, sink.name])
             recovery = f"{base}/r/{token}"
         return {
             "customer": customer,
@@ -1085,26 +1162,26 @@ class Engine:
         cutoff = now - timedelta(seconds=self.hub.settings.sweep_after)
         counts = {"events": 0, "steps": 0, "checks": 0}
         with self.store.begin() as conn:
-            event_ids = [
-                r.id
-                for r in conn.execute(
-                    sa.select(events.c.id)
-                    .where(events.c.status == "stored", events.c.received_at < cutoff)
-                    .limit(1000)
-                )
-            ]
+            event_ids = conn.execute(
+                sa.select(events.c.id, events.c.tenant)
+                .where(events.c.status == "stored", events.c.received_at < cutoff)
+                .limit(1000)
+            ).all()
+            # a retry is overdue by its own time, not the first attempt's
+            next_run = sa.func.coalesce(steps.c.next_attempt_at, steps.c.due_at)
             overdue = conn.execute(
-                sa.select(steps.c.id, steps.c.due_at, steps.c.status)
+                sa.select(steps.c.id, steps.c.token, steps.c.status, journeys.c.tenant)
+                .join(journeys, journeys.c.id == steps.c.journey_id)
                 .where(
                     steps.c.status.in_(("scheduled", "retrying")),
-                    steps.c.due_at < cutoff,
+                    next_run < cutoff,
                     steps.c.updated_at < cutoff,
                 )
                 .limit(1000)
             ).all()
             pending = conn.execute(sa.select(journeys).where(journeys.c.status == "pending")).all()
             attempts = {}
-            for step_id, _due, status in overdue:
+            for step_id, _token, status, _tenant in overdue:
                 if status == "retrying":
                     attempts[step_id] = (
                         conn.execute(
@@ -1122,17 +1199,19 @@ class Engine:
                         ).scalar()
                         or 0
                     )
-        for event_id in event_ids:
-            self.hub.queues.enqueue_event(event_id)
+        for event_id, tenant_slug in event_ids:
+            self.hub.queues.enqueue_event(event_id, tenant_slug)
             counts["events"] += 1
-        for step_id, _due, _status in overdue:
-            self.hub.queues.schedule_step(step_id, now, attempts.get(step_id, 0))
+        for step_id, token, _status, tenant_slug in overdue:
+            self._schedule(StepJob(step_id, token, tenant_slug, now, attempts.get(step_id, 0)))
             counts["steps"] += 1
         for journey in pending:
             tenant = self.hub.tenants.get(journey.tenant)
             window = tenant.abandon_after.get(journey.source) if tenant else None
             if window and journey.last_update_at + window < cutoff:
-                self.hub.queues.schedule_check(journey.id, journey.last_update_at, now)
+                self._schedule_check(
+                    CheckJob(journey.id, journey.token, journey.tenant, journey.last_update_at, now)
+                )
                 counts["checks"] += 1
         if any(counts.values()):
             log.info("sweep re-queued %s", counts)
@@ -1161,6 +1240,11 @@ def inferred_abandonment(update: dict, update_at: datetime, window: timedelta) -
         "occurred_at": (update_at + window).isoformat(),
         "stage": update.get("stage") or "cart",
     }
+
+
+def _next_run(step_row: Any) -> datetime:
+    """When the step should run next: its retry's time if one is pending, else its due time."""
+    return step_row.next_attempt_at or step_row.due_at
 
 
 def _identity_key(address: str) -> str:

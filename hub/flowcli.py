@@ -361,13 +361,18 @@ class _SimQueues:
     def _push(self, due: datetime, kind: str, args: tuple) -> None:
         heapq.heappush(self.heap, (max(due, self.now), next(self.seq), kind, args))
 
-    def enqueue_event(self, event_id: int) -> None:
+    # one throw-away database per simulation: the binding (tenant, token) has nothing to guard
+    def enqueue_event(self, event_id: int, tenant: str) -> None:
         self._push(self.now, "event", (event_id,))
 
-    def schedule_step(self, step_id: int, due_at: datetime, attempt: int = 0) -> None:
+    def schedule_step(
+        self, step_id: int, due_at: datetime, attempt: int = 0, *, tenant: str, token: str
+    ) -> None:
         self._push(due_at, "step", (step_id, attempt))
 
-    def schedule_check(self, journey_id: int, update_at: datetime, due_at: datetime) -> None:
+    def schedule_check(
+        self, journey_id: int, update_at: datetime, due_at: datetime, *, tenant: str, token: str
+    ) -> None:
         self._push(due_at, "check", (journey_id, update_at.isoformat()))
 
 
@@ -398,6 +403,7 @@ class _SimHub:
     sinks: dict
     sources: dict
     renderer: Any
+    installation: str = "simulate"
 
     def public_url(self, port: int = 8000) -> str:
         return self.settings.public_url or f"http://127.0.0.1:{port}"

@@ -120,7 +120,7 @@ def receive(tenant_slug: str, source_name: str) -> Response:
 
     for event_id in stored_ids:
         try:
-            hub.queues.enqueue_event(event_id)
+            hub.queues.enqueue_event(event_id, tenant.slug)
         except Exception:  # Redis down: the row is stored, the sweep enqueues it later
             log.warning("enqueue failed for event %s; the sweep will pick it up", event_id)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import redis
 from rq import Queue
+
+from hub.binding import Binding
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,8 @@ JOB_DEFAULTS = {"result_ttl": 0, "failure_ttl": 7 * 24 * 3600, "job_timeout": 12
 # webhooks (35 000 queued events) must not hold back a step that is due now, and a flood of
 # due steps must not stop new abandonments from being scheduled.
 DEQUEUE_STRATEGY = "round_robin"
+# what RQ accepts in a job id (rq.job.JOB_ID_PATTERN)
+_PREFIX = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class EmbeddedRedis:
@@ -116,22 +121,49 @@ def _redis_binary() -> str:
     return found
 
 
-class Queues:
-    """The hub's RQ queues on one Redis connection; ``prefix`` isolates test runs."""
+def queue_prefix_problem(prefix: str) -> str | None:
+    """Why ``prefix`` cannot be used, or ``None``.
 
-    def __init__(self, url: str, prefix: str = "") -> None:
+    The prefix starts every job id, and RQ refuses a job id with anything but letters, digits,
+    ``_`` and ``-``: with a ``:`` in it every enqueue would fail while the ingress still
+    answered 202.
+    """
+    if _PREFIX.fullmatch(prefix):
+        return None
+    return (
+        f"HUB_QUEUE_PREFIX={prefix!r} is invalid: use only letters, digits, '_' and '-' "
+        "(it starts every RQ job id)"
+    )
+
+
+class Queues:
+    """The hub's RQ queues on one Redis connection, namespaced by installation.
+
+    Queue names and job ids are ``<HUB_QUEUE_PREFIX><installation>-…`` (the first 8 hex digits
+    of the database's installation UUID): two installations sharing one Redis database never
+    see each other's jobs, and after ``DATABASE_URL`` changes the old database's jobs stay on
+    queues nobody listens to. Every job also carries its full :class:`~hub.binding.Binding`,
+    checked before it runs (``hub.jobs``).
+    """
+
+    def __init__(self, url: str, prefix: str, installation: str) -> None:
         self.url = url
         self.prefix = prefix
+        self.installation = installation
+        self.namespace = f"{prefix}{installation.replace('-', '')[:8]}-"
         self.connection = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-        self.events = Queue(prefix + EVENTS, connection=self.connection)
-        self.steps = Queue(prefix + STEPS, connection=self.connection)
+        self.events = Queue(self.namespace + EVENTS, connection=self.connection)
+        self.steps = Queue(self.namespace + STEPS, connection=self.connection)
 
     @property
     def all(self) -> list[Queue]:
         """Steps first: a worker takes due steps before ingest work (see ``DEQUEUE_STRATEGY``)."""
         return [self.steps, self.events]
 
-    def enqueue_event(self, event_id: int) -> None:
+    def _bound(self, tenant: str, token: str | None = None) -> dict[str, str | None]:
+        return Binding(self.installation, tenant, token).to_job()
+
+    def enqueue_event(self, event_id: int, tenant: str) -> None:
         """Hand a stored event to the workers in one Redis round trip.
 
         ``enqueue_many`` on a pipeline without MULTI/EXEC: one round trip, as before, minus the
@@ -144,7 +176,8 @@ class Queues:
                 Queue.prepare_data(
                     "hub.jobs.process_event",
                     (event_id,),
-                    job_id=f"{self.prefix}event-{event_id}",
+                    {"bound": self._bound(tenant)},
+                    job_id=f"{self.namespace}event-{event_id}",
                     result_ttl=JOB_DEFAULTS["result_ttl"],
                     failure_ttl=JOB_DEFAULTS["failure_ttl"],
                     timeout=JOB_DEFAULTS["job_timeout"],
@@ -154,25 +187,46 @@ class Queues:
         )
         pipe.execute()
 
-    def schedule_step(self, step_id: int, due_at: datetime, attempt: int = 0) -> None:
-        """Run ``step_id`` at ``due_at`` (now if due); the job id names step and attempt."""
-        job_id = f"{self.prefix}step-{step_id}-{attempt}"
+    def schedule_step(
+        self, step_id: int, due_at: datetime, attempt: int = 0, *, tenant: str, token: str
+    ) -> None:
+        """Run ``step_id`` at ``due_at`` (now if due).
+
+        The job id names step, row token, attempt and due second: a job that reschedules its
+        own step (early, quiet hours) makes a new id, because RQ deletes the finishing job's
+        hash, and with it a same-id job just scheduled, when ``result_ttl`` is 0.
+        """
+        job_id = f"{self.namespace}step-{step_id}-{token}-{attempt}-{int(due_at.timestamp())}"
+        kwargs = {"bound": self._bound(tenant, token)}
         if due_at <= datetime.now(due_at.tzinfo):
-            self.steps.enqueue("hub.jobs.run_step", step_id, attempt, job_id=job_id, **JOB_DEFAULTS)
+            self.steps.enqueue(
+                "hub.jobs.run_step",
+                args=(step_id, attempt),
+                kwargs=kwargs,
+                job_id=job_id,
+                **JOB_DEFAULTS,
+            )
         else:
             self.steps.enqueue_at(
-                due_at, "hub.jobs.run_step", step_id, attempt, job_id=job_id, **JOB_DEFAULTS
+                due_at,
+                "hub.jobs.run_step",
+                args=(step_id, attempt),
+                kwargs=kwargs,
+                job_id=job_id,
+                **JOB_DEFAULTS,
             )
 
-    def schedule_check(self, journey_id: int, update_at: datetime, due_at: datetime) -> None:
+    def schedule_check(
+        self, journey_id: int, update_at: datetime, due_at: datetime, *, tenant: str, token: str
+    ) -> None:
         """Inferred abandonment: look at journey ``journey_id`` again at ``due_at``."""
         stamp = int(update_at.timestamp() * 1000)
         self.events.enqueue_at(
             due_at,
             "hub.jobs.check_abandonment",
-            journey_id,
-            update_at.isoformat(),
-            job_id=f"{self.prefix}check-{journey_id}-{stamp}",
+            args=(journey_id, update_at.isoformat()),
+            kwargs={"bound": self._bound(tenant, token)},
+            job_id=f"{self.namespace}check-{journey_id}-{token}-{stamp}-{int(due_at.timestamp())}",
             **JOB_DEFAULTS,
         )
 

@@ -9,6 +9,8 @@ and sink), and a sweep rebuilds Redis' queues from these rows.
 from __future__ import annotations
 
 import re
+import secrets
+import uuid
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +24,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 metadata = sa.MetaData()
+
+
+def new_token() -> str:
+    """A random tag for a row that jobs and links name, so a reused id never matches it.
+
+    Ids come back after a database is restored from a backup or reset; a job or link made for
+    the old row carries the old token and is refused (see :mod:`hub.binding`).
+    """
+    return secrets.token_hex(8)
 
 
 class UTCDateTime(sa.TypeDecorator):
@@ -91,6 +102,7 @@ journeys = sa.Table(
     sa.Column("recovered", sa.Boolean, nullable=False, default=False),
     sa.Column("recovered_amount", sa.BigInteger),
     sa.Column("recovered_currency", sa.String(3)),
+    sa.Column("token", sa.String(32), nullable=False, default=new_token),
     sa.UniqueConstraint("tenant", "checkout_id", name="uq_journey_checkout"),
 )
 sa.Index("ix_journeys_email", journeys.c.tenant, journeys.c.email)
@@ -107,6 +119,9 @@ steps = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("token", sa.String(32), nullable=False, default=new_token),
+    # when a `retrying` step tries again; due_at keeps the first attempt's time
+    sa.Column("next_attempt_at", UTCDateTime),
     sa.UniqueConstraint("journey_id", "step_index", name="uq_step"),
 )
 sa.Index("ix_steps_due", steps.c.status, steps.c.due_at)
@@ -179,6 +194,17 @@ plugin_data = sa.Table(
     sa.Column("value", sa.JSON, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("plugin", "tenant", "key", name="uq_plugin_data"),
+)
+
+# One row naming this database: every job and link carries it, so state that outlives the
+# database (Redis and its AOF under var/, a mail in an inbox) is never applied to another one.
+installation = sa.Table(
+    "installation",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("uuid", sa.String(36), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("id = 1", name="ck_installation_one_row"),
 )
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -311,6 +337,28 @@ class Store:
                     conn.commit()
                 except sa.exc.DBAPIError:
                     conn.invalidate()  # a lost session holds no lock; never pool it
+
+    def installation_id(self) -> str:
+        """This database's installation UUID, made on first use (read once per process).
+
+        Migration 0002 creates the row; making it here as well covers a database whose row
+        went missing (two processes starting together: the loser of the insert re-reads).
+        """
+        query = sa.select(installation.c.uuid).where(installation.c.id == 1)
+        with self.begin() as conn:
+            found = conn.execute(query).scalar()
+            if found:
+                return found
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        sa.insert(installation).values(
+                            id=1, uuid=str(uuid.uuid4()), created_at=utcnow()
+                        )
+                    )
+            except sa.exc.IntegrityError:
+                pass
+            return conn.execute(query).scalar_one()
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from html import escape
+from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, abort, redirect, request
@@ -34,21 +35,37 @@ def _page(title: str, body: str, status: int = 200) -> Response:
     )
 
 
-def _load(purpose: str, token: str) -> list:
+def _load(purpose: str, token: str, fields: int) -> tuple[Any, list]:
+    """The journey a link names and the link's remaining fields; 404 unless it is ours.
+
+    A link is ``[installation, journey id, journey token, *fields]``: one mailed by another
+    installation or for an earlier journey with the same id (a restored database) finds
+    nothing. Links mailed before links were bound carry only ``[journey id, *fields]`` and
+    are still honoured by id, because an unsubscribe link must keep working.
+    """
+    hub = current_hub()
     try:
-        return link_serializer(current_hub().settings.link_keys, purpose).loads(token)
+        payload = link_serializer(hub.settings.link_keys, purpose).loads(token)
     except BadSignature:
         abort(404)
+    if len(payload) == 1 + fields:
+        (journey_id, *rest), journey_token = payload, None
+    else:
+        installation, journey_id, journey_token, *rest = payload
+        if installation != hub.installation[:8]:
+            abort(404)
+    with hub.store.begin() as conn:
+        journey = conn.execute(sa.select(journeys).where(journeys.c.id == journey_id)).first()
+    if journey is None or journey_token not in (None, journey.token):
+        abort(404)
+    return journey, rest
 
 
 @blueprint.route("/u/<token>", methods=["GET", "POST"])
 def unsubscribe(token: str) -> Response:
-    journey_id, channel = _load("unsubscribe", token)
+    journey, (channel,) = _load("unsubscribe", token, 1)
+    journey_id = journey.id
     hub = current_hub()
-    with hub.store.begin() as conn:
-        journey = conn.execute(sa.select(journeys).where(journeys.c.id == journey_id)).first()
-    if journey is None:
-        abort(404)
     tenant = hub.tenants.get(journey.tenant)
     shop = escape(tenant.name if tenant else journey.tenant)
     if request.method == "GET":
@@ -105,13 +122,13 @@ def unsubscribe(token: str) -> Response:
 
 @blueprint.get("/r/<token>")
 def recover(token: str) -> Response:
-    journey_id, step_index, sink = _load("recovery", token)
+    journey, (step_index, sink) = _load("recovery", token, 2)
+    journey_id = journey.id
     hub = current_hub()
+    if not journey.event:
+        abort(404)
+    event = load_event({**journey.event, "raw": None})
     with hub.store.begin() as conn:
-        journey = conn.execute(sa.select(journeys).where(journeys.c.id == journey_id)).first()
-        if journey is None or not journey.event:
-            abort(404)
-        event = load_event({**journey.event, "raw": None})
         conn.execute(
             sa.insert(delivery_log).values(
                 tenant=journey.tenant,

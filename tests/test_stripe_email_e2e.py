@@ -213,7 +213,9 @@ def test_redis_outage_keeps_the_event_and_the_sweep_delivers_it(hub_factory, smt
     good_redis = harness.hub.queues
     from hub.queues import Queues
 
-    harness.hub.queues = Queues("redis://127.0.0.1:1/0", good_redis.prefix)  # nothing listens
+    harness.hub.queues = Queues(  # nothing listens
+        "redis://127.0.0.1:1/0", good_redis.prefix, good_redis.installation
+    )
     body = stripe_event()
     answer = harness.post("acme", "stripe", body, stripe_headers(body))
     assert answer.status_code == 202  # the row is the outbox: stored, not lost

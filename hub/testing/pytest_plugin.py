@@ -3,7 +3,8 @@
 * ``redis_url`` (session): ``REDIS_URL`` when set, else an embedded ``redis-server`` for the
   run; either way an empty database number claimed for this run and cleaned afterwards.
 * ``database`` (function): ``(url, schema)``: a fresh SQLite file, or with ``DATABASE_URL``
-  pointing at PostgreSQL, a fresh schema dropped after the test.
+  pointing at PostgreSQL, a fresh schema dropped after the test; ``database_factory`` makes
+  more of them.
 * ``smtp_server``: a real aiosmtpd server on loopback.
 * ``http_stand_in``: a factory for real HTTP servers on 127.0.0.1.
 * ``hub_factory``: builds a :class:`hub.testing.HubHarness` from tenant TOML texts.
@@ -39,21 +40,40 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[tuple[str, str | None]]:
+def database_factory(tmp_path: Path) -> Iterator:
+    """Makes fresh, empty databases: ``make() -> (url, schema)``, each dropped afterwards.
+
+    SQLite files under ``tmp_path``; with ``DATABASE_URL`` pointing at PostgreSQL, a schema
+    each. Tests that need two installations (two hubs on one Redis) take two.
+    """
     url = os.environ.get("DATABASE_URL", "")
-    if url.startswith(("postgres://", "postgresql://", "postgresql+psycopg://")):
+    postgres = url.startswith(("postgres://", "postgresql://", "postgresql+psycopg://"))
+    made: list[str] = []
+
+    def make() -> tuple[str, str | None]:
+        if postgres:
+            made.append(f"hubtest_{os.getpid()}_{secrets.token_hex(4)}")
+            return url, made[-1]
+        name = "hub.db" if not made else f"hub{len(made)}.db"
+        made.append(name)
+        return f"sqlite:///{tmp_path / name}", None
+
+    yield make
+    if postgres and made:
         import sqlalchemy as sa
 
         from hub.store import make_engine
 
-        schema = f"hubtest_{os.getpid()}_{secrets.token_hex(4)}"
-        yield url, schema
         engine = make_engine(url)
         with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            for schema in made:
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         engine.dispose()
-    else:
-        yield f"sqlite:///{tmp_path / 'hub.db'}", None
+
+
+@pytest.fixture
+def database(database_factory) -> tuple[str, str | None]:  # noqa: ANN001
+    return database_factory()
 
 
 @pytest.fixture
