@@ -202,9 +202,10 @@ installation = sa.Table(
     "installation",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("uuid", sa.String(36), nullable=False, unique=True),
+    sa.Column("uuid", sa.String(36), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.CheckConstraint("id = 1", name="ck_installation_one_row"),
+    sa.UniqueConstraint("uuid", name="uq_installation_uuid"),
 )
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
