@@ -64,7 +64,7 @@ def test_health_and_readiness(hub_factory):
     assert ready.get_json()["checks"] == {"database": "ok", "redis": "ok"}
     from hub.queues import Queues
 
-    harness.hub.queues = Queues("redis://127.0.0.1:1/0")
+    harness.hub.queues = Queues("redis://127.0.0.1:1/0", "", harness.hub.installation)
     down = harness.client.get("/readyz")
     assert down.status_code == 503 and down.get_json()["checks"]["redis"].startswith("error")
 
