@@ -258,7 +258,7 @@ def _preview_one(engine: Engine, tenant: Any, event: dict) -> None:
     )
     stored = dump_event({**event, "raw": None})
     journey = SimpleNamespace(
-        id=0, tenant=tenant.slug, event=stored, checkout_id=event["checkout_id"]
+        id=0, token="preview", tenant=tenant.slug, event=stored, checkout_id=event["checkout_id"]
     )
     facts = facts_for(event, tenant.currency)
 
