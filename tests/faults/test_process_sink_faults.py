@@ -286,12 +286,6 @@ body = ["first_name"]
     assert len(smtp_server.messages) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (retry timing, being fixed elsewhere): the sweep re-queues a retrying "
-    "step by its first attempt's time, so with HUB_SWEEP_AFTER below the retry delay the "
-    "retry runs at the next sweep instead of after its back-off",
-)
 def test_a_retry_waits_its_back_off_while_the_sweep_runs(hub_factory, http_stand_in):
     """Production has HUB_SWEEP_AFTER=60 s and retries up to HUB_RETRY_MAX=3600 s: the sweep
     must not cut a provider's Retry-After short. Scaled down: sweep after 2 s, retry in 6 s."""
