@@ -245,7 +245,7 @@ class QueueDepth:
             labels=["queue", "state"],
         )
         up = GaugeMetricFamily("hub_redis_up", "1 when Redis answered the queue-depth scrape.")
-        prefix = self.queues.prefix
+        prefix = self.queues.namespace  # labels stay "events" and "steps"
         try:
             pipe = self.queues.connection.pipeline(transaction=False)
             names = []
