@@ -430,10 +430,11 @@ def _seed_pending(hub, n: int) -> None:  # noqa: ANN001
                 for j in ids
             ],
         )
-        step_ids = conn.execute(sa.select(steps.c.id).where(steps.c.due_at == due)).scalars()
-        step_ids = list(step_ids)
-    for step_id in step_ids:
-        hub.queues.schedule_step(step_id, due)
+        seeded = conn.execute(
+            sa.select(steps.c.id, steps.c.token).where(steps.c.due_at == due)
+        ).all()
+    for step_id, token in seeded:
+        hub.queues.schedule_step(step_id, due, tenant="bulk", token=token)
 
 
 def _memory_usage_per_step(conn: redis.Redis, hub) -> float | None:  # noqa: ANN001
