@@ -9,14 +9,10 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 
-migrations = pytest.importorskip("hub.migrations")
-if not hasattr(migrations, "upgrade"):  # the versions/ folder arrived before Alembic itself
-    pytest.skip("hub.migrations is not in this tree yet", allow_module_level=True)
-
-from alembic import command  # noqa: E402
-
-from hub.store import Store  # noqa: E402
+from hub import migrations
+from hub.store import Store
 
 
 def _at_baseline(store: Store, schema: str | None) -> None:
