@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask
 from werkzeug.exceptions import HTTPException
 
 from hub import metrics
@@ -25,6 +25,7 @@ from hub.catalog import TenantCatalog
 from hub.logs import configure_logging
 from hub.plugins import Registry, load_plugins
 from hub.queues import EmbeddedRedis, Queues, queue_prefix_problem
+from hub.services import error_response
 from hub.store import Store
 from hub.templates import Renderer
 from hub.tenants import ConfigIssue, Tenant
@@ -43,6 +44,7 @@ ENV_KEYS = (
     "HUB_SECRET_KEY_FALLBACKS",
     "HUB_PUBLIC_URL",
     "HUB_ALLOW_PRIVATE_NETWORKS",
+    "HUB_CA_BUNDLE",
     "HUB_MAX_BODY_BYTES",
     "HUB_RETRY_BASE",
     "HUB_RETRY_MAX",
@@ -80,6 +82,7 @@ class Settings:
     secret_key: str
     public_url: str | None
     allow_private_networks: tuple[str, ...]
+    ca_bundle: str | None  # PEM of CAs trusted in addition to the default store (all outbound TLS)
     max_body_bytes: int
     retry_base: float
     retry_max: float
@@ -128,6 +131,7 @@ class Settings:
             allow_private_networks=tuple(
                 c.strip() for c in str(values["HUB_ALLOW_PRIVATE_NETWORKS"]).split(",") if c.strip()
             ),
+            ca_bundle=_ca_bundle(values.get("HUB_CA_BUNDLE")),
             max_body_bytes=int(_number(values, "HUB_MAX_BODY_BYTES")),
             retry_base=_number(values, "HUB_RETRY_BASE"),
             retry_max=_number(values, "HUB_RETRY_MAX"),
@@ -151,6 +155,20 @@ def _number(values: Mapping[str, Any], key: str) -> float:
         return float(values[key])
     except (TypeError, ValueError):
         raise ValueError(f"{key}={values[key]!r}: expected a number") from None
+
+
+def _ca_bundle(value: str | None) -> str | None:
+    """An operator mistake here would fail every TLS call later: refuse to start instead."""
+    if not value:
+        return None
+    import ssl
+
+    path = Path(value).resolve()
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"HUB_CA_BUNDLE: cannot load CA certificates from {path}: {exc}") from None
+    return str(path)
 
 
 def _dev_secret(var_dir: Path, create: bool = True) -> str:
@@ -195,6 +213,8 @@ class Hub:
         self.redis_url = settings.redis_url or EmbeddedRedis(settings.var_dir).url
         # where the engine counts deliveries (a module: prometheus-client's values are per process)
         self.metrics = metrics
+        for services in registry.services.values():
+            services.attach(self)
 
     @cached_property
     def installation(self) -> str:
@@ -365,7 +385,6 @@ def create_app(
     def _json_error(exc: HTTPException):  # noqa: ANN202
         """Every error a client sees has one JSON shape: code, message, field."""
         code = (exc.name or "error").lower().replace(" ", "_")
-        body = {"code": code, "message": exc.description, "field": None}
-        return jsonify(body), exc.code
+        return error_response(exc.code or 500, code, exc.description or "")
 
     return app

@@ -21,6 +21,14 @@ sends one rendered message on one channel. Both declare a marshmallow schema for
 a tenant file (``[sources.<name>]`` / ``[sinks.<name>]``); the hub validates every tenant's table
 at start-up and hands the loaded dict to every call as ``config``.
 
+Hooks that take ``services`` get the plugin's own :class:`hub.PluginServices`: the narrow,
+documented object through which a plugin acts at run time (its config, its data, provider
+statuses, suppressions, the public URL, outbound HTTP under the operator's policy). Plugins import
+only ``hub`` (which re-exports this module, ``hub.outbound``, ``hub.services`` and the helpers
+for money, phones, durations, masking and the event schema); a test fails the build when a
+built-in plugin imports anything else of the hub or another plugin. ``docs/plugins.md`` is the
+author's guide.
+
 Errors a plugin raises on purpose are defined here: :class:`VerificationError` (→ 401),
 :class:`PayloadError` (→ 400 naming the field), :class:`RetryableError` and
 :class:`PermanentError` (a sink's failed send). Any other exception from plugin code is caught
@@ -32,9 +40,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pluggy
+
+if TYPE_CHECKING:
+    from hub.services import PluginServices
 
 PROJECT_NAME = "abandonment_hub"
 
@@ -339,38 +350,45 @@ class Sink:
 
 
 @hookspec
-def hub_sources() -> list[Source]:
+def hub_sources(services: PluginServices) -> list[Source]:
     """Return the :class:`Source` objects this plugin provides.
 
     Called once when the app is built. Two plugins returning the same ``name`` is a start-up
-    error naming both.
+    error naming both. ``services`` (optional: declare the argument only if you need it) is
+    this plugin's :class:`hub.PluginServices`; keep it on the object for later calls.
     """
 
 
 @hookspec
-def hub_sinks() -> list[Sink]:
+def hub_sinks(services: PluginServices) -> list[Sink]:
     """Return the :class:`Sink` objects this plugin provides.
 
-    Called once when the app is built. Two plugins returning the same ``name`` is a start-up
-    error naming both.
+    Called once when the app is built, so return new instances: each app gets its own. Two
+    plugins returning the same ``name`` is a start-up error naming both. ``services``
+    (optional) is this plugin's :class:`hub.PluginServices`: the pooled outbound HTTP session,
+    the public URL, its key → JSON data. Pass it to the sink (``AcmeSms(services)``); its
+    methods work from the first ``address``/``send`` on, not inside this hook.
     """
 
 
 @hookspec
-def hub_blueprints() -> list[Any]:
+def hub_blueprints(services: PluginServices) -> list[Any]:
     """Return Flask blueprints with extra routes (status callbacks, subscription endpoints).
 
-    Blueprints are mounted under ``/plugins/<plugin name>/``. Inside a view,
-    ``hub.current_hub()`` gives the hub's public services (tenants, the delivery log); a
-    plugin never touches the database directly.
+    Blueprints are mounted under ``/plugins/<plugin name>/``. Build them here, per call, when
+    the views need ``services`` (optional): through it a view reads the tenant's table
+    (``services.config(tenant)``), records a provider's status, suppresses an address, keeps
+    its own data and answers errors in the hub's one JSON shape (``services.error_response``).
+    A plugin never touches the database directly.
     """
 
 
 @hookspec
-def hub_commands() -> list[Any]:
+def hub_commands(services: PluginServices) -> list[Any]:
     """Return Click commands to add under ``hub <plugin name> …``.
 
-    Commands run inside the app context, like the built-in ones.
+    Commands run inside the app context, like the built-in ones; ``services`` (optional) is
+    this plugin's :class:`hub.PluginServices`.
     """
 
 
@@ -378,5 +396,7 @@ def hub_commands() -> list[Any]:
 def hub_template_filters() -> dict[str, Any]:
     """Return ``{name: function}`` Jinja2 filters for message templates.
 
-    Templates run in a sandbox; filters must be pure functions of their arguments.
+    Templates run in a sandbox; filters must be pure functions of their arguments. A name
+    another plugin or Jinja2 itself already has is a start-up error naming both, and neither
+    plugin's filter of that name is used (never "last one wins").
     """

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -110,24 +111,49 @@ def _pool_classes(allowed: tuple[str, ...]) -> dict[str, type]:
 
 
 class SafeAdapter(HTTPAdapter):
-    def __init__(self, allowed: tuple[str, ...] = (), **kwargs) -> None:  # noqa: ANN003
+    """Connects only to checked addresses; with ``ssl_context``, verifies TLS against it.
+
+    ``requests`` would otherwise point every connection at its own CA file (``verify=True``)
+    or at one file instead of it (``verify=path``); a context lets the operator *add* a
+    private CA to the default store (``HUB_CA_BUNDLE``, see :mod:`hub.outbound`).
+    """
+
+    def __init__(
+        self,
+        allowed: tuple[str, ...] = (),
+        ssl_context: ssl.SSLContext | None = None,
+        **kwargs,  # noqa: ANN003
+    ) -> None:
         self.allowed = tuple(allowed)
+        self.ssl_context = ssl_context
         super().__init__(**kwargs)
 
     def init_poolmanager(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        if self.ssl_context is not None:
+            kwargs["ssl_context"] = self.ssl_context
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = _pool_classes(self.allowed)
 
+    def cert_verify(self, conn, url: str, verify, cert) -> None:  # noqa: ANN001
+        super().cert_verify(conn, url, verify, cert)
+        if self.ssl_context is not None and verify is True and url.lower().startswith("https"):
+            conn.ca_certs = None  # the context already holds the default store and the bundle
+            conn.ca_cert_dir = None
 
-def safe_session(allowed: Iterable[str] = (), user_agent: str | None = None) -> requests.Session:
+
+def safe_session(
+    allowed: Iterable[str] = (),
+    user_agent: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> requests.Session:
     """A ``requests.Session`` for tenant-controlled URLs; pass ``allow_redirects=False`` too.
 
     ``trust_env`` is off: proxies and CA bundles from the environment must not silently
-    change where a tenant's data goes (tests pass ``verify=`` explicitly).
+    change where a tenant's data goes; the operator's CA comes in as ``ssl_context``.
     """
     session = requests.Session()
     session.trust_env = False
-    adapter = SafeAdapter(tuple(allowed))
+    adapter = SafeAdapter(tuple(allowed), ssl_context)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     from hub import __version__

@@ -12,6 +12,7 @@ from babel.numbers import format_currency, get_currency_precision
 
 
 def minor_digits(currency: str) -> int:
+    """How many digits the currency's minor unit has: EUR 2, JPY 0, KWD 3 (CLDR data)."""
     return get_currency_precision(currency.upper())
 
 

@@ -14,9 +14,11 @@ from importlib import metadata
 from typing import Any
 
 import pluggy
+from jinja2.filters import FILTERS
 
 from hub import hookspecs
 from hub.hookspecs import Sink, Source
+from hub.services import PluginServices
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class Registry:
     commands: list[tuple[str, Any]]
     template_filters: dict[str, Callable]
     errors: list[str]
+    services: dict[str, PluginServices] = field(default_factory=dict)
 
 
 def _entry_points() -> Iterable[metadata.EntryPoint]:
@@ -104,39 +107,56 @@ def load_plugins(entry_points: Iterable[Any] | None = None, extra: Iterable[Any]
 
     sources: dict[str, Source] = {}
     sinks: dict[str, Sink] = {}
-    owner: dict[tuple[str, str], str] = {}
+    # a plugin filter named like one of Jinja2's would silently replace it (``e``, ``safe``)
+    owner: dict[tuple[str, str], str] = {("template filter", f): "Jinja2" for f in FILTERS}
     blueprints: list[tuple[str, Any]] = []
     commands: list[tuple[str, Any]] = []
     filters: dict[str, Callable] = {}
 
+    services = {
+        name: PluginServices(name, info.sinks, info.sources)
+        for name, info in infos.items()
+        if not info.error
+    }
+
     def collect(hook_name: str) -> list[tuple[str, Any]]:
-        """Call one hook plugin by plugin so a raising plugin is named and skipped."""
+        """Call one hook plugin by plugin so a raising plugin is named and skipped.
+
+        A hookimpl may ask for ``services`` (pluggy lets it take a subset of the spec's
+        arguments); it gets its own plugin's object, never another's.
+        """
         results = []
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             info = infos[impl.plugin_name]
             if info.error:
                 continue
+            kwargs = {"services": services[impl.plugin_name]} if impl.argnames else {}
             try:
-                results.append((impl.plugin_name, impl.function()))
+                results.append((impl.plugin_name, impl.function(**kwargs)))
             except Exception as exc:
                 info.error = f"{hook_name} raised {exc!r}"
         return results
 
-    def claim(kind: str, plugin: str, obj: Any, base: type, table: dict) -> None:
-        item = getattr(obj, "name", None)
-        if not isinstance(obj, base) or not isinstance(item, str):
-            infos[plugin].error = f"{kind} hook returned {obj!r}, not a named {base.__name__}"
-            return
+    def take(kind: str, item: str, plugin: str, table: dict) -> bool:
+        """Claim a name for ``plugin``; a name two plugins claim goes to neither."""
         if (kind, item) in owner and owner[(kind, item)] != plugin:
             errors.append(
                 f'{kind} "{item}" is provided by both "{owner[(kind, item)]}" and '
                 f'"{plugin}": uninstall one of them'
             )
             table.pop(item, None)
-            return
+            return False
         owner[(kind, item)] = plugin
-        table[item] = obj
-        getattr(infos[plugin], kind + "s").append(item)
+        return True
+
+    def claim(kind: str, plugin: str, obj: Any, base: type, table: dict) -> None:
+        item = getattr(obj, "name", None)
+        if not isinstance(obj, base) or not isinstance(item, str):
+            infos[plugin].error = f"{kind} hook returned {obj!r}, not a named {base.__name__}"
+            return
+        if take(kind, item, plugin, table):
+            table[item] = obj
+            getattr(infos[plugin], kind + "s").append(item)
 
     for plugin, result in collect("hub_sources"):
         for obj in result or []:
@@ -148,8 +168,10 @@ def load_plugins(entry_points: Iterable[Any] | None = None, extra: Iterable[Any]
         blueprints.extend((plugin, bp) for bp in result or [])
     for plugin, result in collect("hub_commands"):
         commands.extend((plugin, cmd) for cmd in result or [])
-    for _plugin, result in collect("hub_template_filters"):
-        filters.update(result or {})
+    for plugin, result in collect("hub_template_filters"):
+        for item, function in (result or {}).items():
+            if take("template filter", item, plugin, filters):
+                filters[item] = function
 
     # a plugin that broke half-way must not leave half of itself registered
     for info in infos.values():
@@ -163,4 +185,4 @@ def load_plugins(entry_points: Iterable[Any] | None = None, extra: Iterable[Any]
             errors.append(f'plugin "{info.name}" ({info.module}) is disabled: {info.error}')
     for message in errors:
         log.error(message)
-    return Registry(pm, infos, sources, sinks, blueprints, commands, filters, errors)
+    return Registry(pm, infos, sources, sinks, blueprints, commands, filters, errors, services)

@@ -22,11 +22,11 @@ from marshmallow import ValidationError
 from samples import stripe_event, stripe_headers, stripe_session, tenant_toml
 
 from hub import OutboundMessage, OutcomeUnknown, PermanentError, RetryableError
+from hub.mail import WIRE_POLICY, build_email
 from hub.plugins import load_plugins
 from hub.templates import Renderer, locale_candidates
 from hub.testing import free_port, wait_for
 from hub.testing.tls import write_test_certificates
-from plugins.email.message import WIRE_POLICY, build_message
 from plugins.email.sink import EmailConfig, EmailSink
 
 USER = "shop@acme.example"  # providers often use the mailbox as the login
@@ -461,7 +461,7 @@ def test_message_carries_the_headers_a_bulk_sender_needs() -> None:
         "reply_to": "Kundenservice <help@acme.example>",
         "unsubscribe_mailto": "unsubscribe@acme.example",
     }
-    email = build_message(outbound(locale="de_AT"), config)
+    email = build_email(outbound(locale="de_AT"), config)
     raw = email.as_bytes(policy=WIRE_POLICY)
     parsed = message_from_bytes(raw, policy=policy.default)
     assert re.fullmatch(r"<[^<>@\s]+@acme\.example>", parsed["Message-ID"])
@@ -486,7 +486,7 @@ def test_long_unsubscribe_url_is_neither_encoded_nor_broken() -> None:
     """Python alone would refold a line over 78 characters into =?utf-8?q?…?= words, which
     no mail client reads as a URL; a typical HUB_PUBLIC_URL plus the token is longer."""
     url = "https://recovery.agency-example.com/u/WzEyMzQ1NiwiZW1haWwiXQ.0123456789abcdefghijklmnopq"
-    email = build_message(
+    email = build_email(
         outbound(unsubscribe_url=url), {"from": "shop@acme.example", "unsubscribe_mailto": None}
     )
     head = headers_of(email.as_bytes(policy=WIRE_POLICY))
@@ -512,7 +512,7 @@ def test_subjects_and_display_names_are_rfc2047_encoded_and_round_trip(subject: 
         "from": "Müller & Söhne <shop@acme.example>",
         "reply_to": "Служба поддержки 小米 <help@acme.example>",
     }
-    raw = build_message(outbound(subject=subject), config).as_bytes(policy=WIRE_POLICY)
+    raw = build_email(outbound(subject=subject), config).as_bytes(policy=WIRE_POLICY)
     head = headers_of(raw)  # decodes as ASCII or fails
     assert all(len(line) <= 78 for line in head.split("\r\n") if not line.startswith("List-"))
     parsed = message_from_bytes(raw, policy=policy.default)
@@ -526,7 +526,7 @@ def test_subjects_and_display_names_are_rfc2047_encoded_and_round_trip(subject: 
 
 
 def test_unquoted_display_name_with_comma_is_one_quoted_mailbox() -> None:
-    email = build_message(outbound(), {"from": "Acme, Inc. <shop@acme.example>"})
+    email = build_email(outbound(), {"from": "Acme, Inc. <shop@acme.example>"})
     head = headers_of(email.as_bytes(policy=WIRE_POLICY))
     assert '\r\nFrom: "Acme, Inc." <shop@acme.example>\r\n' in head
     [sender] = email["From"].addresses
@@ -534,15 +534,15 @@ def test_unquoted_display_name_with_comma_is_one_quoted_mailbox() -> None:
 
 
 def test_recipient_domain_goes_out_as_idna() -> None:
-    email = build_message(outbound(to="anna@bücher.example"), {"from": "shop@müller.example"})
+    email = build_email(outbound(to="anna@bücher.example"), {"from": "shop@müller.example"})
     head = headers_of(email.as_bytes(policy=WIRE_POLICY))
     assert "\r\nTo: anna@xn--bcher-kva.example\r\n" in head
     assert "<shop@xn--mller-kva.example>" not in head  # bare address, no angle brackets
     assert "\r\nFrom: shop@xn--mller-kva.example\r\n" in head
     with pytest.raises(PermanentError, match="non-ASCII local part"):
-        build_message(outbound(to="jürgen@example.com"), {"from": "shop@acme.example"})
+        build_email(outbound(to="jürgen@example.com"), {"from": "shop@acme.example"})
     with pytest.raises(PermanentError, match="invalid recipient"):
-        build_message(outbound(to="not an address"), {"from": "shop@acme.example"})
+        build_email(outbound(to="not an address"), {"from": "shop@acme.example"})
 
 
 @pytest.mark.parametrize(

@@ -25,10 +25,10 @@ from ticket_stand_ins import (
 )
 
 from hub import OutboundMessage, OutcomeUnknown, PermanentError, RetryableError
-from hub.http import retry_after_seconds
+from hub.outbound import retry_after_seconds
 from hub.testing import Reply
+from hub.tickets import UNKNOWN_PROSPECT
 from plugins.hubspot.sink import HubSpotConfig
-from plugins.ticket_webhook.http_ticket_sink import UNKNOWN_PROSPECT
 from plugins.ticket_webhook.sink import TicketWebhookConfig
 from plugins.zendesk.sink import ZendeskConfig
 

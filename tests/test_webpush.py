@@ -35,6 +35,11 @@ CHECKOUT = "cs_test_a1B2c3"  # the checkout id of samples.stripe_session()
 LOCAL = {"HUB_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8"}
 
 
+def local(tls: dict[str, str]) -> dict[str, str]:
+    """Loopback allowed, and the operator's CA bundle trusts the stand-in's test CA."""
+    return {**LOCAL, "HUB_CA_BUNDLE": tls["ca"]}
+
+
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -201,14 +206,13 @@ def push_service(http_stand_in, tls):
     return make
 
 
-def webpush_table(tls: dict[str, str], key: str = VAPID_PEM, extra: str = "") -> str:
+def webpush_table(key: str = VAPID_PEM, extra: str = "") -> str:
     return f"""
 [sinks.webpush]
 vapid_private_key = '''{key}'''
 vapid_subject = "{SUBJECT}"
 allowed_origins = ["{SHOP}"]
 identity_secret = "{IDENTITY_SECRET}"
-ca_bundle = "{tls["ca"]}"
 {extra}
 """
 
@@ -259,13 +263,12 @@ def test_subscribed_checkout_gets_an_encrypted_vapid_signed_push(
 ):
     service, browser = push_service()
     table = webpush_table(
-        tls,
         extra='ttl = 3600\nurgency = "high"\nicon = "https://shop.example/icon.png"\n'
         'stage_tags = { payment = "checkout-payment" }',
     )
     harness = hub_factory(
         {"acme": tenant_toml(smtp_url=smtp_server.url, extra=table, steps=steps())},
-        settings=LOCAL,
+        settings=local(tls),
     )
     key = harness.client.get("/plugins/webpush/acme/vapid-public-key", headers={"Origin": SHOP})
     assert key.status_code == 200
@@ -313,11 +316,11 @@ def test_gone_subscription_is_deleted_and_the_step_falls_back_to_email(
         {
             "acme": tenant_toml(
                 smtp_url=smtp_server.url,
-                extra=webpush_table(tls),
+                extra=webpush_table(),
                 steps=steps('["webpush", "email"]', template="reminder"),
             )
         },
-        settings=LOCAL,
+        settings=local(tls),
     )
     email = "Jane@Example.com"  # bindings are case-insensitive, the HMAC is over lower case
     answer = subscribe(
@@ -347,8 +350,8 @@ def test_rate_limited_push_is_retried_after_retry_after_with_the_same_topic(
 ):
     service, browser = push_service(script=[Reply(429, b"slow down", {"Retry-After": "1"})])
     harness = hub_factory(
-        {"acme": tenant_toml(smtp_url=smtp_server.url, extra=webpush_table(tls), steps=steps())},
-        settings=LOCAL,
+        {"acme": tenant_toml(smtp_url=smtp_server.url, extra=webpush_table(), steps=steps())},
+        settings=local(tls),
     )
     subscribe(harness, {"subscription": browser.subscription(), "checkout_id": CHECKOUT})
     abandon(harness)
@@ -359,7 +362,7 @@ def test_rate_limited_push_is_retried_after_retry_after_with_the_same_topic(
     topics = {header(r, "Topic") for r in service.requests}
     assert topics == {f"delivery-{delivery.id}"}
     log = [(r.status, r.reason) for r in harness.rows("delivery_log")]
-    assert log[0][0] == "retrying" and "rate limit (HTTP 429" in log[0][1]
+    assert log[0][0] == "retrying" and "push service: HTTP 429" in log[0][1]
     assert log[0][1].endswith("retry in 1s")
     assert log[-1] == ("sent", None)
 
@@ -373,11 +376,11 @@ def test_push_that_times_out_is_resent_with_the_same_topic(
         {
             "acme": tenant_toml(
                 smtp_url=smtp_server.url,
-                extra=webpush_table(tls, extra="timeout = 0.5"),
+                extra=webpush_table(extra="timeout = 0.5"),
                 steps=steps(),
             )
         },
-        settings=LOCAL,
+        settings=local(tls),
     )
     subscribe(harness, {"subscription": browser.subscription(), "checkout_id": CHECKOUT})
     abandon(harness)
@@ -387,7 +390,8 @@ def test_push_that_times_out_is_resent_with_the_same_topic(
     assert len(service.requests) == 2
     assert {header(r, "Topic") for r in service.requests} == {f"delivery-{delivery.id}"}
     first = harness.rows("delivery_log")[0]
-    assert first.status == "retrying" and "did not answer in time" in first.reason
+    assert first.status == "retrying"
+    assert "no answer after sending (ReadTimeout); repeating it is safe" in first.reason
 
 
 @pytest.mark.parametrize(
@@ -407,8 +411,8 @@ def test_permanent_push_failures_are_not_retried_and_keep_the_subscription(
 ):
     service, browser = push_service(script=[reply])
     harness = hub_factory(
-        {"acme": tenant_toml(smtp_url=smtp_server.url, extra=webpush_table(tls), steps=steps())},
-        settings=LOCAL,
+        {"acme": tenant_toml(smtp_url=smtp_server.url, extra=webpush_table(), steps=steps())},
+        settings=local(tls),
     )
     # bound by customer id: Stripe's client_reference_id is the customer's external_id
     answer = subscribe(
@@ -430,19 +434,52 @@ def test_permanent_push_failures_are_not_retried_and_keep_the_subscription(
     assert len(stored_keys(harness)) == 2
 
 
-def test_push_to_a_private_address_is_refused_without_the_operator_setting(
+def test_a_push_service_whose_ca_the_operator_does_not_trust_is_a_permanent_failure(
     hub_factory, push_service, smtp_server, tls
 ):
     service, browser = push_service()
     harness = hub_factory(
-        {"acme": tenant_toml(smtp_url=smtp_server.url, extra=webpush_table(tls), steps=steps())}
+        {"acme": tenant_toml(smtp_url=smtp_server.url, extra=webpush_table(), steps=steps())},
+        settings=LOCAL,  # no HUB_CA_BUNDLE: the stand-in's test CA is unknown
     )
     subscribe(harness, {"subscription": browser.subscription(), "checkout_id": CHECKOUT})
     abandon(harness)
     harness.start_worker()
     [delivery] = harness.wait_for(lambda: settled(harness), message="delivery settled")
     assert delivery.status == "failed" and delivery.attempts == 1
-    assert "refused destination" in delivery.reason and "non-public address" in delivery.reason
+    assert "TLS certificate not trusted" in delivery.reason and "HUB_CA_BUNDLE" in delivery.reason
+    assert service.pushes == []
+
+
+def test_the_deprecated_per_tenant_ca_bundle_still_trusts_its_ca(
+    hub_factory, push_service, smtp_server, tls
+):
+    service, browser = push_service()
+    table = webpush_table(extra=f'ca_bundle = "{tls["ca"]}"')
+    harness = hub_factory(
+        {"acme": tenant_toml(smtp_url=smtp_server.url, extra=table, steps=steps())},
+        settings=LOCAL,
+    )
+    subscribe(harness, {"subscription": browser.subscription(), "checkout_id": CHECKOUT})
+    abandon(harness)
+    harness.start_worker()
+    [delivery] = harness.wait_for(lambda: settled(harness), message="delivery settled")
+    assert delivery.status == "sent" and len(service.pushes) == 1
+
+
+def test_push_to_a_private_address_is_refused_without_the_operator_setting(
+    hub_factory, push_service, smtp_server, tls
+):
+    service, browser = push_service()
+    harness = hub_factory(
+        {"acme": tenant_toml(smtp_url=smtp_server.url, extra=webpush_table(), steps=steps())}
+    )
+    subscribe(harness, {"subscription": browser.subscription(), "checkout_id": CHECKOUT})
+    abandon(harness)
+    harness.start_worker()
+    [delivery] = harness.wait_for(lambda: settled(harness), message="delivery settled")
+    assert delivery.status == "failed" and delivery.attempts == 1
+    assert "destination refused" in delivery.reason and "non-public address" in delivery.reason
     assert service.requests == []
 
 
@@ -454,9 +491,9 @@ def routes(hub_factory, tls):
     """Two tenants with web push (PEM and raw key) and one without; no worker needed."""
     return hub_factory(
         {
-            "acme": tenant_toml(smtp_url="smtp://127.0.0.1:1", extra=webpush_table(tls)),
+            "acme": tenant_toml(smtp_url="smtp://127.0.0.1:1", extra=webpush_table()),
             "beta": tenant_toml(
-                smtp_url="smtp://127.0.0.1:1", extra=webpush_table(tls, key=VAPID_RAW)
+                smtp_url="smtp://127.0.0.1:1", extra=webpush_table(key=VAPID_RAW)
             ),
             "gamma": tenant_toml(smtp_url="smtp://127.0.0.1:1"),
         }
@@ -613,7 +650,7 @@ def test_registering_again_refreshes_and_delete_unsubscribes(routes):
 
 def test_bad_vapid_key_is_a_config_error_naming_the_key(hub_factory, tls):
     harness = hub_factory(
-        {"acme": tenant_toml(smtp_url="smtp://127.0.0.1:1", extra=webpush_table(tls, key="nope"))}
+        {"acme": tenant_toml(smtp_url="smtp://127.0.0.1:1", extra=webpush_table(key="nope"))}
     )
     issues = [str(i) for i in harness.hub.config_issues]
     assert any("sinks.webpush.vapid_private_key" in i for i in issues), issues

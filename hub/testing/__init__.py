@@ -115,6 +115,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
+    client_port: int = 0  # the same port on two requests: the client reused its connection
 
     def json(self) -> Any:
         import json
@@ -168,7 +169,9 @@ class HttpStandIn:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                recorded = RecordedRequest(self.command, self.path, dict(self.headers), body)
+                recorded = RecordedRequest(
+                    self.command, self.path, dict(self.headers), body, self.client_address[1]
+                )
                 stand_in.requests.append(recorded)
                 try:
                     reply = stand_in.handler(recorded)

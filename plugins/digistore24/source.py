@@ -22,9 +22,16 @@ from urllib.parse import quote
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from hub import DemoRequest, InboundRequest, IngestOutcome, PayloadError, Source, VerificationError
-from hub.money import to_minor
-from hub.phones import to_e164
+from hub import (
+    DemoRequest,
+    InboundRequest,
+    IngestOutcome,
+    PayloadError,
+    Source,
+    VerificationError,
+    to_e164,
+    to_minor,
+)
 from plugins.digistore24.ipn import (
     FormError,
     fingerprint,

@@ -12,30 +12,46 @@ the step falls back to its next channel at once.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import smtplib
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from hub import OutboundMessage, OutcomeUnknown, PermanentError, RetryableError, Sink
-from plugins.email.message import WIRE_POLICY, build_message, parse_mailbox
+from hub import (
+    NetworkPolicy,
+    OutboundMessage,
+    OutcomeUnknown,
+    PermanentError,
+    PluginServices,
+    RetryableError,
+    Sink,
+    build_email,
+    parse_mailbox,
+    tls_context,
+    wire_bytes,
+)
+
+log = logging.getLogger("hub.email")
 
 SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 IDLE_CHECK = 30.0  # a connection idle longer than this gets a NOOP before use
 
 
 class EmailConfig(Schema):
-    smtp_url = fields.String(required=True)
+    smtp_url = fields.String(required=True, metadata={"secret": True})  # may carry a password
     sender = fields.String(required=True, data_key="from")
     reply_to = fields.String(load_default=None)
     unsubscribe_mailto = fields.Email(load_default=None)
     timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0, min_inclusive=False))
+    # deprecated (the operator's HUB_CA_BUNDLE trusts a private CA for all outbound TLS): trust
+    # only this bundle for this tenant's server; kept working for one release
     ca_file = fields.String(load_default=None)
 
     @validates("smtp_url")
@@ -64,9 +80,10 @@ class EmailConfig(Schema):
     def _ca_file(self, value: str | None, **_: Any) -> None:
         if value is not None:
             try:
-                tls_context(value)
+                tls_context(NetworkPolicy(), cafile=value)
             except (OSError, ssl.SSLError) as exc:
                 raise ValidationError(f"cannot load CA certificates from {value}: {exc}") from None
+            log.warning("[sinks.email] ca_file is deprecated: the operator sets HUB_CA_BUNDLE")
 
 
 def _mailbox(value: str, hint: str) -> None:
@@ -76,24 +93,16 @@ def _mailbox(value: str, hint: str) -> None:
         raise ValidationError(f"{exc}; {hint}") from None
 
 
-def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """Verify the server against ``ca_file`` only when given, else the system trust store.
-
-    Built explicitly because a CA bundle in SSL_CERT_FILE (as some hosts preset) would
-    otherwise silently replace the trust store for the whole process.
-    """
-    return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
-
-
 def _config_view(config: Mapping[str, Any]) -> dict[str, Any]:
-    # message.py reads the header name "from"; the schema loads it as "sender"
+    # hub.mail reads the header name "from"; the schema loads it as "sender"
     return {**config, "from": config["sender"]}
 
 
 class _Pool:
     """One SMTP connection per (server, credentials, trusted CAs) per worker process."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: Callable[[], NetworkPolicy]) -> None:
+        self.policy = policy
         self.connections: dict[tuple[str, str | None], tuple[smtplib.SMTP, float]] = {}
         self.lock = threading.Lock()
 
@@ -110,12 +119,12 @@ class _Pool:
         try:
             if parts.scheme == "smtps":
                 conn = smtplib.SMTP_SSL(
-                    host, port, timeout=config["timeout"], context=tls_context(config["ca_file"])
+                    host, port, timeout=config["timeout"], context=self.tls(config)
                 )
             else:
                 conn = smtplib.SMTP(host, port, timeout=config["timeout"])
                 if parts.scheme == "smtp+starttls":
-                    conn.starttls(context=tls_context(config["ca_file"]))
+                    conn.starttls(context=self.tls(config))
             conn.ehlo_or_helo_if_needed()
             if parts.username:
                 conn.login(unquote(parts.username), unquote(parts.password or ""))
@@ -125,6 +134,11 @@ class _Pool:
                 with contextlib.suppress(Exception):
                     conn.close()
             raise _connect_error(exc, where) from None
+
+    def tls(self, config: Mapping[str, Any]) -> ssl.SSLContext:
+        """The operator's trust (default store + ``HUB_CA_BUNDLE``), or the deprecated
+        per-tenant ``ca_file`` alone. Built explicitly: ``smtplib`` would use no store at all."""
+        return tls_context(self.policy(), cafile=config.get("ca_file"))
 
     def get(self, config: Mapping[str, Any]) -> tuple[smtplib.SMTP, bool]:
         """The pooled connection (``True``: reused) or a new one (``False``)."""
@@ -160,9 +174,11 @@ class EmailSink(Sink):
     name = "email"
     channel = "email"
     config_schema = EmailConfig
+    idempotent = False  # SMTP has no idempotency key: a message lost in DATA is not resent
 
-    def __init__(self) -> None:
-        self.pool = _Pool()
+    def __init__(self, services: PluginServices | None = None) -> None:
+        """``services`` brings the operator's CA bundle; without it, the default store."""
+        self.pool = _Pool(lambda: services.network_policy if services else NetworkPolicy())
 
     def address(
         self, customer: Mapping[str, Any], config: Mapping[str, Any], context: Mapping[str, Any]
@@ -170,11 +186,11 @@ class EmailSink(Sink):
         return customer.get("email") or None
 
     def send(self, message: OutboundMessage, config: Mapping[str, Any]) -> str | None:
-        email = build_message(message, _config_view(config))
+        email = build_email(message, _config_view(config))
         sender = email["From"].addresses[0].addr_spec
         recipient = email["To"].addresses[0].addr_spec  # the domain in IDNA form
         with self.pool.lock:
-            self._transaction(config, email.as_bytes(policy=WIRE_POLICY), sender, recipient)
+            self._transaction(config, wire_bytes(email), sender, recipient)
         return email["Message-ID"]
 
     def _transaction(
@@ -254,7 +270,7 @@ def _connect_error(exc: BaseException, where: str) -> BaseException:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return PermanentError(
             f"TLS certificate of {where} not trusted: {exc.verify_message} "
-            "(for a private CA set ca_file)"
+            "(for a private CA the operator sets HUB_CA_BUNDLE)"
         )
     if isinstance(exc, smtplib.SMTPResponseException):
         return _classify(exc.smtp_code, exc.smtp_error, f"connect to {where}")

@@ -3,10 +3,10 @@
 Configured as ``[sinks.hubspot]``; see docs/tickets.md.
 """
 
-from hub import hookimpl
+from hub import PluginServices, hookimpl
 from plugins.hubspot.sink import HubSpotSink
 
 
 @hookimpl
-def hub_sinks() -> list:
-    return [HubSpotSink()]
+def hub_sinks(services: PluginServices) -> list:
+    return [HubSpotSink(services)]

@@ -24,14 +24,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from hub import OutboundMessage
-from plugins.ticket_webhook.http_ticket_sink import (
-    HttpTicketSink,
-    http_url_field,
-    priority_field,
-    ticket_text,
-    timeout_field,
-)
+from hub import OutboundMessage, TicketSink, priority_field, ticket_text, timeout_field, url_field
 
 log = logging.getLogger("hub.tickets.hubspot")
 
@@ -44,8 +37,10 @@ PRIORITY = {"low": "LOW", "normal": "MEDIUM", "high": "HIGH", "urgent": "HIGH"}
 
 
 class HubSpotConfig(Schema):
-    access_token = fields.String(required=True, validate=validate.Length(min=1))
-    base_url = http_url_field()
+    access_token = fields.String(
+        required=True, validate=validate.Length(min=1), metadata={"secret": True}
+    )
+    base_url = url_field()
     create = fields.String(load_default="task", validate=validate.OneOf(("task", "ticket")))
     priority = priority_field()
     task_type = fields.String(
@@ -124,7 +119,7 @@ def _associate(contact_id: str | None, type_id: int) -> list[dict]:
     ]
 
 
-class HubSpotSink(HttpTicketSink):
+class HubSpotSink(TicketSink):
     name = "hubspot"
     config_schema = HubSpotConfig
     idempotent = False

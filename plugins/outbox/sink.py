@@ -9,8 +9,7 @@ from typing import Any
 
 from marshmallow import Schema, fields
 
-from hub import OutboundMessage, PermanentError, Sink
-from plugins.email.message import build_message
+from hub import OutboundMessage, PermanentError, Sink, build_email
 
 log = logging.getLogger("hub.outbox")
 
@@ -31,7 +30,7 @@ class OutboxSink(Sink):
         return customer.get("email") or None
 
     def send(self, message: OutboundMessage, config: Mapping[str, Any]) -> str | None:
-        email = build_message(message, {"from": config["sender"]})
+        email = build_email(message, {"from": config["sender"]})
         folder = Path(config["directory"]) / message.tenant
         try:
             folder.mkdir(parents=True, exist_ok=True)

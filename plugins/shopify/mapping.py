@@ -16,9 +16,7 @@ from typing import Any
 
 from marshmallow import ValidationError, validate
 
-from hub import PayloadError
-from hub.money import to_minor
-from hub.phones import to_e164
+from hub import PayloadError, to_e164, to_minor
 
 _is_email = validate.Email()
 _is_url = validate.URL(schemes={"http", "https"})

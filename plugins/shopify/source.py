@@ -17,8 +17,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, post_load, validate
 
-from hub import DemoRequest, InboundRequest, PayloadError, Source
-from hub.durations import parse_duration
+from hub import DemoRequest, InboundRequest, PayloadError, Source, parse_duration
 from plugins.shopify import mapping
 from plugins.shopify.signature import (
     SIGNATURE_HEADERS,

@@ -19,9 +19,15 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from hub import DemoRequest, InboundRequest, PayloadError, Source, VerificationError
-from hub.money import minor_digits
-from hub.phones import to_e164
+from hub import (
+    DemoRequest,
+    InboundRequest,
+    PayloadError,
+    Source,
+    VerificationError,
+    minor_digits,
+    to_e164,
+)
 
 # Stripe's own minor-unit conventions (docs.stripe.com/currencies); ISO digits come from Babel
 STRIPE_ZERO_DECIMAL = frozenset(

@@ -1,13 +1,13 @@
 """A generic ticket sink: Standard Webhooks-signed JSON POSTed to any URL the shop chooses.
 
-Configured as ``[sinks.ticket_webhook]``; see docs/tickets.md. The module
-``http_ticket_sink`` holds what all three ticket sinks (this one, Zendesk, HubSpot) share.
+Configured as ``[sinks.ticket_webhook]``; see docs/tickets.md. What all ticket sinks share
+(address, outbound session, classification of failures) is the hub's :class:`hub.TicketSink`.
 """
 
-from hub import hookimpl
+from hub import PluginServices, hookimpl
 from plugins.ticket_webhook.sink import TicketWebhookSink
 
 
 @hookimpl
-def hub_sinks() -> list:
-    return [TicketWebhookSink()]
+def hub_sinks(services: PluginServices) -> list:
+    return [TicketWebhookSink(services)]

@@ -18,21 +18,14 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validates
 from standardwebhooks.webhooks import Webhook
 
-from hub import OutboundMessage
-from plugins.ticket_webhook.http_ticket_sink import (
-    HttpTicketSink,
-    http_url_field,
-    priority_field,
-    ticket_text,
-    timeout_field,
-)
+from hub import OutboundMessage, TicketSink, priority_field, ticket_text, timeout_field, url_field
 
 CUSTOMER_KEYS = ("email", "phone", "first_name", "last_name", "name", "locale", "country")
 
 
 class TicketWebhookConfig(Schema):
-    url = http_url_field(required=True)
-    secret = fields.String(required=True)
+    url = url_field(required=True)
+    secret = fields.String(required=True, metadata={"secret": True})
     priority = priority_field()
     timeout = timeout_field()
 
@@ -72,7 +65,7 @@ def signed_headers(secret: str, message_id: str, body: str, now: datetime) -> di
     }
 
 
-class TicketWebhookSink(HttpTicketSink):
+class TicketWebhookSink(TicketSink):
     name = "ticket_webhook"
     config_schema = TicketWebhookConfig
     idempotent = True

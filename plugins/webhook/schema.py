@@ -18,7 +18,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from hub.events import AwareDateTime, EventSchema
+from hub import AwareDateTime, EventSchema
 
 FILLED_BY_THE_HUB = ("tenant", "source", "raw", "event_key")
 MAX_BATCH = 100

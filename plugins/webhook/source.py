@@ -16,8 +16,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from hub import DemoRequest, InboundRequest, PayloadError, Source
-from hub.events import first_error_field
+from hub import DemoRequest, InboundRequest, PayloadError, Source, first_error_field
 from plugins.webhook.schema import MAX_BATCH, accepted_schema
 from plugins.webhook.signature import secret_key, signed_headers, verify
 

@@ -5,16 +5,16 @@ the ``webpush`` sink finds it by checkout id, e-mail or customer id and pushes t
 ``webpush.<locale>.title`` / ``.body`` templates. See docs/webpush.md.
 """
 
-from hub import hookimpl
-from plugins.webpush.routes import blueprint
+from hub import PluginServices, hookimpl
+from plugins.webpush.routes import make_blueprint
 from plugins.webpush.sink import WebPushSink
 
 
 @hookimpl
-def hub_sinks() -> list:
-    return [WebPushSink()]
+def hub_sinks(services: PluginServices) -> list:
+    return [WebPushSink(services)]
 
 
 @hookimpl
-def hub_blueprints() -> list:
-    return [blueprint]
+def hub_blueprints(services: PluginServices) -> list:
+    return [make_blueprint(services)]

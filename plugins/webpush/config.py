@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import re
 from functools import lru_cache
@@ -20,6 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from marshmallow import Schema, ValidationError, fields, validate, validates
 from py_vapid import Vapid
+
+log = logging.getLogger("hub.webpush")
 
 URGENCIES = ("very-low", "low", "normal", "high")
 DEFAULT_TTL = 86_400  # a day: long enough for a phone that is off overnight
@@ -117,7 +120,7 @@ def normalize_origin(value: str) -> str | None:
 class WebPushConfig(Schema):
     """``[sinks.webpush]``: see docs/webpush.md for every key."""
 
-    vapid_private_key = fields.String(required=True)
+    vapid_private_key = fields.String(required=True, metadata={"secret": True})
     vapid_subject = fields.String(required=True)
     allowed_origins = fields.List(fields.String(), load_default=list)
     ttl = fields.Integer(load_default=DEFAULT_TTL, validate=validate.Range(0, MAX_TTL))
@@ -125,10 +128,12 @@ class WebPushConfig(Schema):
     stage_tags = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     icon = fields.Url(load_default=None, schemes={"https", "http"}, require_tld=False)
     default_url = fields.Url(load_default=None, schemes={"https", "http"}, require_tld=False)
-    identity_secret = fields.String(load_default=None, validate=validate.Length(min=16))
+    identity_secret = fields.String(
+        load_default=None, validate=validate.Length(min=16), metadata={"secret": True}
+    )
     timeout = fields.Float(load_default=10.0, validate=validate.Range(0.1, 60))
-    # operator/test only: a PEM bundle that replaces the default CA store for this tenant's
-    # pushes (safe_session ignores REQUESTS_CA_BUNDLE on purpose)
+    # deprecated (use the operator's HUB_CA_BUNDLE): a PEM bundle that replaces the default CA
+    # store for this tenant's pushes; kept working for one release
     ca_bundle = fields.String(load_default=None)
 
     @validates("vapid_private_key")
@@ -157,6 +162,8 @@ class WebPushConfig(Schema):
     def _ca_bundle(self, value: str | None, **_: object) -> None:
         if value is not None and not os.path.isfile(value):
             raise ValidationError(f"no such file: {value}")
+        if value is not None:
+            log.warning("[sinks.webpush] ca_bundle is deprecated: the operator sets HUB_CA_BUNDLE")
 
     @validates("stage_tags")
     def _tags(self, value: dict[str, str], **_: object) -> None:

@@ -15,6 +15,7 @@ only the origins listed in the tenant's ``allowed_origins``, and a request that 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,12 +24,9 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from marshmallow import ValidationError
 
-from hub import PayloadError, current_hub
-from hub.events import unstorable_text
-from hub.hookspecs import parse_json
+from hub import PayloadError, PluginServices, error_response, parse_json, unstorable_text
 from plugins.webpush.config import application_server_key, load_vapid_key, normalize_origin
 from plugins.webpush.subscriptions import (
-    PLUGIN,
     RegistrationSchema,
     SubscriptionBook,
     UnsubscribeSchema,
@@ -40,31 +38,34 @@ log = logging.getLogger("hub.webpush")
 MAX_BODY = 16 * 1024  # a subscription is ~500 bytes; anything near this is not one
 STATIC_DIR = Path(__file__).parent / "static"
 
-blueprint = Blueprint("webpush", __name__, static_folder=str(STATIC_DIR), static_url_path="/static")
+
+def make_blueprint(services: PluginServices) -> Blueprint:
+    """The storefront routes and static files of one hub, acting through ``services``."""
+    blueprint = Blueprint(
+        "webpush", __name__, static_folder=str(STATIC_DIR), static_url_path="/static"
+    )
+    routes = (
+        ("/<tenant_slug>/subscriptions", preflight, "OPTIONS"),
+        ("/<tenant_slug>/vapid-public-key", preflight, "OPTIONS"),
+        ("/<tenant_slug>/vapid-public-key", vapid_public_key, "GET"),
+        ("/<tenant_slug>/subscriptions", subscribe, "POST"),
+        ("/<tenant_slug>/subscriptions", unsubscribe, "DELETE"),
+    )
+    bound = {view: functools.partial(view, services) for _rule, view, _method in routes}
+    for rule, view, method in routes:
+        blueprint.add_url_rule(rule, view.__name__, bound[view], methods=[method])
+    return blueprint
 
 
-def _error(status: int, code: str, message: str, field: str | None = None) -> Response:
-    response = jsonify({"code": code, "message": message, "field": field})
-    response.status_code = status
-    return response
-
-
-def _first_error(messages: Any, prefix: str = "") -> tuple[str | None, str]:
+def _firsterror_response(messages: Any, prefix: str = "") -> tuple[str | None, str]:
     """marshmallow's nested messages → (dotted field path, first message)."""
     if isinstance(messages, Mapping):
         for key, value in messages.items():
             path = prefix if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
-            return _first_error(value, path)
+            return _firsterror_response(value, path)
     if isinstance(messages, list) and messages:
-        return _first_error(messages[0], prefix)
+        return _firsterror_response(messages[0], prefix)
     return (prefix or None), str(messages)
-
-
-def _tenant_config(slug: str) -> Mapping[str, Any] | None:
-    tenant = current_hub().tenants.get(slug)
-    if tenant is None:
-        return None
-    return tenant.sinks.get(PLUGIN) or None
 
 
 def _cors(response: Response, config: Mapping[str, Any] | None) -> Response:
@@ -85,14 +86,16 @@ def _origin_allowed(origin: str, config: Mapping[str, Any]) -> bool:
     return wanted is not None and wanted in allowed
 
 
-def _refusal(slug: str) -> tuple[Mapping[str, Any] | None, Response | None]:
+def _refusal(
+    services: PluginServices, slug: str
+) -> tuple[Mapping[str, Any] | None, Response | None]:
     """The tenant's config, or the answer for an unknown tenant or a foreign browser origin."""
-    config = _tenant_config(slug)
+    config = services.config(slug)
     if config is None:
-        return None, _error(404, "unknown_tenant", f"web push is not enabled for {slug!r}")
+        return None, error_response(404, "unknown_tenant", f"web push is not enabled for {slug!r}")
     origin = request.headers.get("Origin")
     if origin and not _origin_allowed(origin, config):
-        return config, _error(
+        return config, error_response(
             403, "origin_not_allowed", f"{origin} is not in allowed_origins", "Origin"
         )
     return config, None
@@ -100,33 +103,30 @@ def _refusal(slug: str) -> tuple[Mapping[str, Any] | None, Response | None]:
 
 def _json_body() -> tuple[Any, Response | None]:
     if (request.content_length or 0) > MAX_BODY:
-        return None, _error(413, "too_large", f"the body is limited to {MAX_BODY} bytes")
+        return None, error_response(413, "too_large", f"the body is limited to {MAX_BODY} bytes")
     body = request.get_data(cache=False)
     if len(body) > MAX_BODY:  # chunked bodies carry no Content-Length
-        return None, _error(413, "too_large", f"the body is limited to {MAX_BODY} bytes")
+        return None, error_response(413, "too_large", f"the body is limited to {MAX_BODY} bytes")
     try:
         data = parse_json(body)
     except PayloadError:  # not UTF-8 JSON, NaN, or nested too deep to parse
-        return None, _error(400, "invalid_json", "the body must be a JSON object")
+        return None, error_response(400, "invalid_json", "the body must be a JSON object")
     if not isinstance(data, dict):
-        return None, _error(400, "invalid_json", "the body must be a JSON object")
+        return None, error_response(400, "invalid_json", "the body must be a JSON object")
     unstorable = unstorable_text(data)
     if unstorable is not None:  # the plugin store could not keep it (PostgreSQL, SQLite alike)
-        return None, _error(400, "invalid_json", "NUL or an unpaired surrogate", unstorable)
+        return None, error_response(400, "invalid_json", "NUL or an unpaired surrogate", unstorable)
     return data, None
 
 
-@blueprint.route("/<tenant_slug>/subscriptions", methods=["OPTIONS"])
-@blueprint.route("/<tenant_slug>/vapid-public-key", methods=["OPTIONS"])
-def preflight(tenant_slug: str) -> Response:
+def preflight(services: PluginServices, tenant_slug: str) -> Response:
     """CORS preflight: allowed origins get the CORS headers, others an answer without them."""
-    return _cors(Response(status=204), _tenant_config(tenant_slug))
+    return _cors(Response(status=204), services.config(tenant_slug))
 
 
-@blueprint.get("/<tenant_slug>/vapid-public-key")
-def vapid_public_key(tenant_slug: str) -> Response:
+def vapid_public_key(services: PluginServices, tenant_slug: str) -> Response:
     """The ``applicationServerKey`` the subscribe script passes to ``pushManager.subscribe``."""
-    config, refused = _refusal(tenant_slug)
+    config, refused = _refusal(services, tenant_slug)
     if refused is not None:
         return _cors(refused, config)
     key = application_server_key(load_vapid_key(config["vapid_private_key"]))
@@ -135,9 +135,9 @@ def vapid_public_key(tenant_slug: str) -> Response:
     return _cors(response, config)
 
 
-@blueprint.post("/<tenant_slug>/subscriptions")
-def subscribe(tenant_slug: str) -> Response:
-    config, refused = _refusal(tenant_slug)
+def subscribe(services: PluginServices, tenant_slug: str) -> Response:
+    """Register (or refresh) a browser's push subscription and its bindings."""
+    config, refused = _refusal(services, tenant_slug)
     if refused is not None:
         return _cors(refused, config)
     data, bad = _json_body()
@@ -147,9 +147,9 @@ def subscribe(tenant_slug: str) -> Response:
         registration = RegistrationSchema().load(data)
         check_identity_proofs(registration, config.get("identity_secret"))
     except ValidationError as exc:
-        field, message = _first_error(exc.messages)
-        return _cors(_error(400, "invalid_subscription", message, field), config)
-    book = SubscriptionBook(current_hub().plugin_data(PLUGIN))
+        field, message = _firsterror_response(exc.messages)
+        return _cors(error_response(400, "invalid_subscription", message, field), config)
+    book = SubscriptionBook(services.data)
     key, created = book.register(tenant_slug, registration)
     bindings = [n for n in ("checkout_id", "email", "customer_id") if registration.get(n)]
     log.info(
@@ -164,10 +164,9 @@ def subscribe(tenant_slug: str) -> Response:
     return _cors(response, config)
 
 
-@blueprint.delete("/<tenant_slug>/subscriptions")
-def unsubscribe(tenant_slug: str) -> Response:
+def unsubscribe(services: PluginServices, tenant_slug: str) -> Response:
     """The browser unsubscribed (``PushSubscription.unsubscribe()``): forget it at once."""
-    config, refused = _refusal(tenant_slug)
+    config, refused = _refusal(services, tenant_slug)
     if refused is not None:
         return _cors(refused, config)
     data, bad = _json_body()
@@ -176,11 +175,11 @@ def unsubscribe(tenant_slug: str) -> Response:
     try:
         loaded = UnsubscribeSchema().load(data)
     except ValidationError as exc:
-        field, message = _first_error(exc.messages)
-        return _cors(_error(400, "invalid_subscription", message, field), config)
+        field, message = _firsterror_response(exc.messages)
+        return _cors(error_response(400, "invalid_subscription", message, field), config)
     endpoint = loaded.get("endpoint") or loaded["subscription"]["endpoint"]
-    book = SubscriptionBook(current_hub().plugin_data(PLUGIN))
+    book = SubscriptionBook(services.data)
     if not book.remove(tenant_slug, subscription_key(endpoint)):
-        return _cors(_error(404, "unknown_subscription", "no such subscription"), config)
+        return _cors(error_response(404, "unknown_subscription", "no such subscription"), config)
     log.info("webpush unsubscribed tenant=%s key=%s", tenant_slug, subscription_key(endpoint))
     return _cors(Response(status=204), config)

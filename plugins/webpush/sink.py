@@ -3,7 +3,8 @@
 Encryption (RFC 8291, ``aes128gcm``) is pywebpush's ``WebPusher``; the VAPID header (RFC 8292)
 is py-vapid's, with claims built fresh for every push (pywebpush's ``webpush()`` mutates and
 caches the claims dict, which would send one push service's ``aud`` to another). The request goes
-through ``hub.http.safe_session``: endpoints come from browsers, so they may point anywhere.
+through the plugin's outbound session (``hub.outbound``): endpoints come from browsers, so they
+may point anywhere, and failures are read by the hub's one table.
 
 Why ``idempotent = True``: every push carries ``Topic: delivery-<delivery id>``, the same on
 every retry. A push service replaces an undelivered message with a newer one of the same topic
@@ -24,10 +25,18 @@ from typing import Any
 import requests
 from pywebpush import WebPusher, WebPushException
 
-from hub import OutboundMessage, PermanentError, RetryableError, Sink, current_hub
-from hub.http import blocked_reason, retry_after_seconds, safe_session
+from hub import (
+    NetworkPolicy,
+    OutboundMessage,
+    PermanentError,
+    PluginServices,
+    Sink,
+    classify_request_error,
+    classify_status,
+    new_session,
+)
 from plugins.webpush.config import WebPushConfig, load_vapid_key, origin_of
-from plugins.webpush.subscriptions import PLUGIN, SubscriptionBook
+from plugins.webpush.subscriptions import SubscriptionBook
 
 log = logging.getLogger("hub.webpush")
 
@@ -81,20 +90,23 @@ class WebPushSink(Sink):
     idempotent = True  # see the module docstring: Topic + tag make a resend harmless
     max_attempts = 5
 
-    def __init__(self) -> None:
-        self._sessions: dict[tuple, requests.Session] = {}
+    def __init__(self, services: PluginServices) -> None:
+        self.services = services
+        self._legacy_sessions: dict[str, requests.Session] = {}
         self._lock = threading.Lock()
 
-    def _session(self, allowed: tuple[str, ...], ca_bundle: str | None) -> requests.Session:
-        """One pooled SSRF-safe session per worker process (and per test CA)."""
-        key = (allowed, ca_bundle)
+    def _session(self, ca_bundle: str | None) -> requests.Session:
+        """The plugin's pooled session; with the deprecated per-tenant ``ca_bundle``, one that
+        trusts only that bundle (its old meaning), kept per bundle."""
+        if not ca_bundle:
+            return self.services.http_session()
         with self._lock:
-            session = self._sessions.get(key)
+            session = self._legacy_sessions.get(ca_bundle)
             if session is None:
-                session = safe_session(allowed)
-                if ca_bundle:
-                    session.verify = ca_bundle
-                self._sessions[key] = session
+                allowed = self.services.network_policy.allow_private_networks
+                session = new_session(NetworkPolicy(allowed))
+                session.verify = ca_bundle
+                self._legacy_sessions[ca_bundle] = session
             return session
 
     def address(
@@ -104,12 +116,11 @@ class WebPushSink(Sink):
         tenant = (context.get("tenant") or {}).get("slug")
         if not tenant:
             return None
-        book = SubscriptionBook(current_hub().plugin_data(PLUGIN))
+        book = SubscriptionBook(self.services.data)
         return book.find(tenant, context.get("checkout_id"), customer)
 
     def send(self, message: OutboundMessage, config: Mapping[str, Any]) -> str | None:
-        hub = current_hub()
-        book = SubscriptionBook(hub.plugin_data(PLUGIN))
+        book = SubscriptionBook(self.services.data)
         subscription = book.get(message.tenant, message.to)
         if subscription is None:
             raise PermanentError("subscription gone (unsubscribed before the push)")
@@ -129,7 +140,7 @@ class WebPushSink(Sink):
             "Urgency": config["urgency"],
             "Topic": topic_for(message.delivery_id),
         }
-        session = self._session(hub.settings.allow_private_networks, config.get("ca_bundle"))
+        session = self._session(config.get("ca_bundle"))
         try:
             pusher = WebPusher(
                 {"endpoint": subscription["endpoint"], "keys": subscription["keys"]},
@@ -145,27 +156,9 @@ class WebPushSink(Sink):
         except WebPushException as exc:  # a stored subscription that no longer parses
             book.remove(message.tenant, message.to)
             raise PermanentError(f"unusable subscription: {exc.message}") from None
-        except requests.exceptions.ConnectTimeout:
-            raise RetryableError("push service did not accept the connection in time") from None
-        except requests.exceptions.TooManyRedirects as exc:
-            # safe_session sets max_redirects = 0, so requests raises on any 3xx even with
-            # allow_redirects=False; the redirect was not followed either way
-            status = exc.response.status_code if exc.response is not None else "3xx"
-            raise PermanentError(
-                f"push service redirected (HTTP {status}); redirects are not followed"
-            ) from None
-        except requests.exceptions.ReadTimeout:
-            # it may have arrived; the Topic header makes sending it again replace, not add
-            raise RetryableError("push service did not answer in time") from None
         except requests.exceptions.RequestException as exc:
-            reason = blocked_reason(exc)
-            if reason:
-                raise PermanentError(f"refused destination: {reason}") from None
-            if isinstance(exc, requests.exceptions.SSLError):
-                raise PermanentError(
-                    f"TLS verification of the push service failed: {exc}"
-                ) from None
-            raise RetryableError(f"push service unreachable: {exc.__class__.__name__}") from None
+            # a lost answer may be repeated: the Topic header makes a resend replace, not add
+            raise classify_request_error(exc, "push service", repeatable=self.idempotent) from None
         return self._outcome(response, message, book)
 
     def _outcome(
@@ -187,16 +180,6 @@ class WebPushSink(Sink):
             raise PermanentError(f"subscription gone ({detail}); deleted")
         if status == 413:
             raise PermanentError(f"payload too large for the push service ({detail})")
-        if status == 429:
-            raise RetryableError(
-                f"push service rate limit ({detail})",
-                retry_after_seconds(response.headers.get("Retry-After")),
-            )
-        if status >= 500:
-            raise RetryableError(
-                f"push service error ({detail})",
-                retry_after_seconds(response.headers.get("Retry-After")),
-            )
         if status in (400, 401, 403):
             log.error(
                 "webpush tenant=%s rejected with %s: check vapid_private_key and vapid_subject",
@@ -204,4 +187,6 @@ class WebPushSink(Sink):
                 status,
             )
             raise PermanentError(f"push service rejected the request, VAPID or headers ({detail})")
-        raise PermanentError(f"push service refused the message ({detail})")
+        raise classify_status(status, response.headers, "push service", text) or PermanentError(
+            f"push service answered HTTP {status}"
+        )

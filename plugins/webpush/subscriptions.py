@@ -3,7 +3,7 @@
 A browser's ``PushSubscription`` is stored once under ``sub:<hash of the endpoint>``; small
 index entries (``checkout:<id>``, ``email:<address>``, ``customer:<id>``) point at it so the sink
 can find it from an abandoned checkout. Everything lives in the hub's per-plugin, per-tenant
-key → JSON store (``current_hub().plugin_data("webpush")``), so one tenant never sees another's
+key → JSON store (the plugin's ``services.data``), so one tenant never sees another's
 subscriptions. The newest registration for an index key wins: one browser per checkout or
 person gets the push (the one they used last).
 """
@@ -31,7 +31,6 @@ from marshmallow import (
 
 from plugins.webpush.config import b64url_decode
 
-PLUGIN = "webpush"
 MAX_ENDPOINT = 2048
 BINDINGS = (("checkout_id", "checkout"), ("email", "email"), ("customer_id", "customer"))
 

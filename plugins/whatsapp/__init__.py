@@ -1,15 +1,15 @@
 """WhatsApp Business Cloud API: approved template messages out, status webhooks in."""
 
-from hub import hookimpl
+from hub import PluginServices, hookimpl
 from plugins.whatsapp.sink import WhatsAppSink
-from plugins.whatsapp.status import blueprint
+from plugins.whatsapp.status import make_blueprint
 
 
 @hookimpl
-def hub_sinks() -> list:
-    return [WhatsAppSink()]
+def hub_sinks(services: PluginServices) -> list:
+    return [WhatsAppSink(services)]
 
 
 @hookimpl
-def hub_blueprints() -> list:
-    return [blueprint]
+def hub_blueprints(services: PluginServices) -> list:
+    return [make_blueprint(services)]

@@ -85,10 +85,12 @@ class WhatsAppConfig(Schema):
             r"^\d{5,20}$", error="the phone number ID from Meta's API Setup page, not the number"
         ),
     )
-    access_token = fields.String(required=True, validate=validate.Length(min=10))
+    access_token = fields.String(
+        required=True, validate=validate.Length(min=10), metadata={"secret": True}
+    )
     api_base = fields.String(load_default=DEFAULT_API_BASE)
-    app_secret = fields.String(load_default=None)
-    verify_token = fields.String(load_default=None)
+    app_secret = fields.String(load_default=None, metadata={"secret": True})
+    verify_token = fields.String(load_default=None, metadata={"secret": True})
     templates = TemplatesField(
         required=True,
         validate=validate.Length(min=1, error="map at least one step template"),

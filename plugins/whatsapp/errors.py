@@ -12,8 +12,13 @@ from typing import Any
 
 import requests
 
-from hub import OutcomeUnknown, PermanentError, RetryableError
-from hub.http import blocked_reason, never_connected, retry_after_seconds
+from hub import (
+    OutcomeUnknown,
+    PermanentError,
+    RetryableError,
+    classify_request_error,
+    retry_after_seconds,
+)
 
 log = logging.getLogger("hub.whatsapp")
 
@@ -101,23 +106,6 @@ def classify_response(response: requests.Response) -> str:
 
 
 def classify_transport(exc: requests.RequestException) -> Exception:
-    """A request that got no HTTP answer: did it leave? Only then is the outcome unknown."""
-    blocked = blocked_reason(exc)
-    if blocked:
-        return PermanentError(f"destination refused: {blocked}")
-    if isinstance(exc, requests.exceptions.TooManyRedirects):
-        # hub.http's sessions allow no redirect at all: a 3xx surfaces as this error
-        status = exc.response.status_code if exc.response is not None else "3xx"
-        return PermanentError(f"HTTP {status} redirect from the Graph API (never followed)")
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return RetryableError(f"Graph API connect timeout: {exc.__class__.__name__}")
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        # the request was sent; Meta has no idempotency key for messages
-        return OutcomeUnknown("Graph API read timeout: the message may have been sent")
-    if isinstance(exc, requests.exceptions.SSLError):
-        return RetryableError("TLS handshake with the Graph API failed")
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        if never_connected(exc):
-            return RetryableError("Graph API unreachable (no connection)")
-        return OutcomeUnknown("connection to the Graph API lost mid-request")
-    return PermanentError(f"request to the Graph API impossible: {exc.__class__.__name__}")
+    """A request that got no HTTP answer: the hub's one table (``hub.outbound``). Meta has no
+    idempotency key for messages, so an answer lost after sending is an unknown outcome."""
+    return classify_request_error(exc, "Graph API", repeatable=False)

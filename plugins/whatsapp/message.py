@@ -11,9 +11,7 @@ from typing import Any
 
 import phonenumbers
 
-from hub import OutboundMessage, PermanentError
-from hub.logs import mask
-from hub.phones import to_e164
+from hub import OutboundMessage, PermanentError, mask, to_e164
 
 # a customer's WhatsApp account is a personal number; these kinds never are
 NOT_PERSONAL = {

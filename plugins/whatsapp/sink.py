@@ -2,8 +2,9 @@
 
 The message text lives at Meta (``renders_templates = False``): the tenant maps each step
 template to an approved template and the hub values that fill its variables. The API is
-called through the hub's SSRF-safe session (``api_base`` is tenant configuration), one session
-per allowed-network setting per worker, so connections to Meta are reused.
+called through the plugin's outbound session (``api_base`` is tenant configuration, so the
+operator's network policy applies), one pooled session per worker, so connections to Meta are
+reused.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from typing import Any
 
 import requests
 
-from hub import OutboundMessage, PermanentError, Sink, current_hub
-from hub.http import safe_session
+from hub import OutboundMessage, PermanentError, PluginServices, Sink
 from plugins.whatsapp.config import WhatsAppConfig
 from plugins.whatsapp.errors import classify_response, classify_transport
 from plugins.whatsapp.message import build_payload, normalize_phone
@@ -28,15 +28,8 @@ class WhatsAppSink(Sink):
     idempotent = False  # the Cloud API has no idempotency key: never resend after a read timeout
     renders_templates = False
 
-    def __init__(self) -> None:
-        self._sessions: dict[tuple[str, ...], requests.Session] = {}
-
-    def session(self, allowed: tuple[str, ...]) -> requests.Session:
-        """The worker's reused session for this ``HUB_ALLOW_PRIVATE_NETWORKS`` setting."""
-        session = self._sessions.get(allowed)
-        if session is None:
-            session = self._sessions[allowed] = safe_session(allowed)
-        return session
+    def __init__(self, services: PluginServices) -> None:
+        self.services = services
 
     def address(
         self, customer: Mapping[str, Any], config: Mapping[str, Any], context: Mapping[str, Any]
@@ -55,11 +48,10 @@ class WhatsAppSink(Sink):
                 f'no WhatsApp template mapped for step template "{message.template}" '
                 f"(add [sinks.whatsapp.templates.{message.template}])"
             )
-        hub = current_hub()
-        payload = build_payload(message, template, hub.public_url())
+        payload = build_payload(message, template, self.services.public_url())
         url = f"{config['api_base']}/{config['phone_number_id']}/messages"
         try:
-            response = self.session(hub.settings.allow_private_networks).post(
+            response = self.services.http_session().post(
                 url,
                 json=payload,
                 headers={"Authorization": f"Bearer {config['access_token']}"},

@@ -9,6 +9,7 @@ ledger only moves forward, and a (wamid, status) pair already recorded is not lo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -17,37 +18,27 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from hub import PayloadError, current_hub
-from hub.hookspecs import parse_json
+from hub import PayloadError, PluginServices, parse_json
 
 log = logging.getLogger("hub.whatsapp")
 
-PLUGIN = "whatsapp"
 STATUSES = ("sent", "delivered", "read", "failed")
 
-blueprint = Blueprint("whatsapp", __name__)
+
+def make_blueprint(services: PluginServices) -> Blueprint:
+    """The status routes of one hub, acting through the plugin's ``services``."""
+    blueprint = Blueprint("whatsapp", __name__)
+    for view, method in ((handshake, "GET"), (statuses, "POST")):
+        bound = functools.partial(view, services)
+        blueprint.add_url_rule("/<tenant>/status", view.__name__, bound, methods=[method])
+    return blueprint
 
 
-def _error(status: int, code: str, message: str, field: str | None = None) -> Response:
-    """The hub's one JSON error shape (code, message, field)."""
-    response = jsonify({"code": code, "message": message, "field": field})
-    response.status_code = status
-    return response
-
-
-def _config(tenant: str) -> Mapping[str, Any] | None:
-    found = current_hub().tenants.get(tenant)
-    if found is None:
-        return None
-    return found.sinks.get(PLUGIN) or None
-
-
-@blueprint.get("/<tenant>/status")
-def handshake(tenant: str) -> Response:
+def handshake(services: PluginServices, tenant: str) -> Response:
     """Meta's subscription check: echo ``hub.challenge`` when the verify token matches."""
-    config = _config(tenant)
+    config = services.config(tenant)
     if config is None:
-        return _error(404, "not_found", "no such tenant with a WhatsApp sink")
+        return services.error_response(404, "not_found", "no such tenant with a WhatsApp sink")
     expected = (config.get("verify_token") or "").encode()
     offered = request.args.get("hub.verify_token", "").encode()
     if (
@@ -55,38 +46,37 @@ def handshake(tenant: str) -> Response:
         or not expected
         or not hmac.compare_digest(offered, expected)
     ):
-        return _error(403, "forbidden", "verify token or mode does not match")
+        return services.error_response(403, "forbidden", "verify token or mode does not match")
     challenge = request.args.get("hub.challenge", "")
     answer = Response(challenge, 200, mimetype="text/plain")
     answer.headers["X-Content-Type-Options"] = "nosniff"
     return answer
 
 
-@blueprint.post("/<tenant>/status")
-def statuses(tenant: str) -> Response:
+def statuses(services: PluginServices, tenant: str) -> Response:
     """Verify the signature over the raw bytes, then record every status in the batch."""
-    config = _config(tenant)
+    error = services.error_response
+    config = services.config(tenant)
     if config is None:
-        return _error(404, "not_found", "no such tenant with a WhatsApp sink")
+        return error(404, "not_found", "no such tenant with a WhatsApp sink")
     body = request.get_data(cache=False)
     if not _signed(body, request.headers.get("X-Hub-Signature-256", ""), config):
-        return _error(401, "unverified", "X-Hub-Signature-256 is missing or wrong")
+        return error(401, "unverified", "X-Hub-Signature-256 is missing or wrong")
     try:
         payload = parse_json(body)
     except PayloadError as exc:  # not UTF-8 JSON, or nested too deep to parse
-        return _error(400, "bad_request", exc.message, "_body")
+        return error(400, "bad_request", exc.message, "_body")
     if not isinstance(payload, dict) or not isinstance(payload.get("entry", []), list):
-        return _error(400, "bad_request", "expected an object with an entry list", "entry")
+        return error(400, "bad_request", "expected an object with an entry list", "entry")
 
-    hub = current_hub()
-    seen_store = hub.plugin_data(PLUGIN)
+    seen_store = services.data
     recorded = unmatched = repeated = 0
     for wamid, status, reason in _statuses(payload):
         seen = (seen_store.get(tenant, f"status:{wamid}") or {}).get("seen", [])
         if status in seen:
             repeated += 1
             continue
-        if hub.record_provider_status(PLUGIN, wamid, status, reason):
+        if services.record_provider_status(wamid, status, reason):
             seen_store.put(tenant, f"status:{wamid}", {"seen": [*seen, status]})
             recorded += 1
         else:  # sent by other software on the same number, or already purged

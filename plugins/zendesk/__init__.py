@@ -3,10 +3,10 @@
 Configured as ``[sinks.zendesk]``; see docs/tickets.md.
 """
 
-from hub import hookimpl
+from hub import PluginServices, hookimpl
 from plugins.zendesk.sink import ZendeskSink
 
 
 @hookimpl
-def hub_sinks() -> list:
-    return [ZendeskSink()]
+def hub_sinks(services: PluginServices) -> list:
+    return [ZendeskSink(services)]

@@ -18,14 +18,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
-from hub import OutboundMessage
-from plugins.ticket_webhook.http_ticket_sink import (
-    HttpTicketSink,
-    http_url_field,
-    priority_field,
-    ticket_text,
-    timeout_field,
-)
+from hub import OutboundMessage, TicketSink, priority_field, ticket_text, timeout_field, url_field
 
 SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 TAG_UNSAFE = re.compile(r"[^a-z0-9_]+")
@@ -33,10 +26,10 @@ TAG_UNSAFE = re.compile(r"[^a-z0-9_]+")
 
 class ZendeskConfig(Schema):
     subdomain = fields.String(load_default=None)
-    base_url = http_url_field()
+    base_url = url_field()
     email = fields.Email(load_default=None)
-    api_token = fields.String(load_default=None)
-    oauth_token = fields.String(load_default=None)
+    api_token = fields.String(load_default=None, metadata={"secret": True})
+    oauth_token = fields.String(load_default=None, metadata={"secret": True})
     priority = priority_field()
     tags = fields.List(fields.String(), load_default=lambda: ["abandoned_cart"])
     group_id = fields.Integer(load_default=None, validate=validate.Range(min=1))
@@ -103,7 +96,7 @@ def ticket_payload(message: OutboundMessage, config: Mapping[str, Any]) -> dict:
     return {"ticket": ticket}
 
 
-class ZendeskSink(HttpTicketSink):
+class ZendeskSink(TicketSink):
     name = "zendesk"
     config_schema = ZendeskConfig
     idempotent = True

@@ -1,4 +1,8 @@
-"""Build the RFC 5322 message a recovery e-mail is, from the rendered template parts.
+"""Contract: the RFC 5322 message a recovery e-mail is, built from the rendered template parts.
+
+Every sink of the ``email`` channel sends the same message, whatever carries it (SMTP, a file
+in the outbox, a provider's raw-MIME API): :func:`build_email` gives it the headers bulk senders
+need, :func:`wire_bytes` its bytes as SMTP wants them.
 
 Some headers are written here by hand because Python's own folding (checked on 3.11) gets them
 wrong for bulk mail:
@@ -26,7 +30,7 @@ from email.policy import default as DEFAULT_POLICY
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
-from hub import OutboundMessage, PermanentError
+from hub.hookspecs import OutboundMessage, PermanentError
 
 # headers stored with set_raw() go out exactly as written; the others are folded as usual
 POLICY = DEFAULT_POLICY.clone(refold_source="none")
@@ -95,10 +99,13 @@ def encode_text(text: str, header_name: str) -> str:
     return "\n ".join(lines)
 
 
-def build_message(message: OutboundMessage, config: Mapping[str, Any]) -> EmailMessage:
+def build_email(message: OutboundMessage, config: Mapping[str, Any]) -> EmailMessage:
     """Subject/txt/html parts → a multipart/alternative message with the headers bulk senders
     need: Message-ID, Date, List-Unsubscribe (+ mailto when configured),
-    List-Unsubscribe-Post (RFC 8058), Feedback-ID, Content-Language and Precedence."""
+    List-Unsubscribe-Post (RFC 8058), Feedback-ID, Content-Language and Precedence.
+
+    ``config`` gives ``from`` and optionally ``reply_to`` and ``unsubscribe_mailto``. Raises
+    :class:`~hub.PermanentError` for a template without subject or body and bad addresses."""
     parts = message.parts
     if "subject" not in parts or ("txt" not in parts and "html" not in parts):
         raise PermanentError("the e-mail template needs a .subject and a .txt or .html file")
@@ -158,3 +165,8 @@ def build_message(message: OutboundMessage, config: Mapping[str, Any]) -> EmailM
         del email[key]
         email[key] = value
     return email
+
+
+def wire_bytes(email: EmailMessage) -> bytes:
+    """The message as SMTP ``DATA`` carries it: CRLF line ends, no header refolded."""
+    return email.as_bytes(policy=WIRE_POLICY)
