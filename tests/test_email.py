@@ -592,6 +592,20 @@ def test_untrusted_certificate_is_a_permanent_failure(mail_server, mode: str) ->
     assert server.messages == [] and server.logins == []
 
 
+@pytest.mark.parametrize("mode", ["starttls", "tls"])
+def test_the_operators_hub_ca_bundle_trusts_a_private_ca_for_smtp(
+    hub_factory, mail_server, certificates: dict[str, Path], mode: str
+) -> None:
+    """One operator setting for all outbound TLS: no per-tenant ca_file needed."""
+    server = mail_server(mode)
+    harness = hub_factory({}, {"HUB_CA_BUNDLE": str(certificates["ca"])})
+    sink = harness.hub.sinks["email"]
+    with harness.app.app_context():
+        message_id = sink.send(outbound(), sink_config(server.url(), None))
+    [mail] = server.messages
+    assert mail["Message-ID"] == message_id
+
+
 def test_rejected_login_is_permanent(mail_server, certificates: dict[str, Path]) -> None:
     server = mail_server("starttls")
     bad = f"{quote(USER, safe='')}:wrong"

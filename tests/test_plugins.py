@@ -243,3 +243,108 @@ def test_every_hookspec_is_documented_and_implemented_by_a_built_in():
             implemented |= {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
     # hub_commands and hub_template_filters are exercised by the third-party plugin tests
     assert {"hub_sources", "hub_sinks"} <= implemented
+
+
+SHOUTER = """
+from hub import hookimpl
+
+
+@hookimpl
+def hub_template_filters():
+    return {"shout": lambda text: str(text) + "?", "e": lambda text: text}
+"""
+
+
+def test_two_plugins_claiming_one_template_filter_is_an_error_naming_both(site_dir):
+    make_distribution(site_dir, "hub-plugin-acme", "1.0", "acme_plugin", THIRD_PARTY, "acme")
+    make_distribution(
+        site_dir, "hub-plugin-shouter", "1.0", "acme_plugin_shouter", SHOUTER, "shouter"
+    )
+    registry = load_plugins()
+    [clash] = [e for e in registry.errors if 'template filter "shout"' in e]
+    assert '"acme"' in clash and '"shouter"' in clash
+    assert "shout" not in registry.template_filters  # never "last one wins"
+    # Jinja2's own filters cannot be replaced either: "e" escapes HTML in e-mail templates
+    [escape] = [e for e in registry.errors if 'template filter "e"' in e]
+    assert '"Jinja2"' in escape and '"shouter"' in escape
+    assert "e" not in registry.template_filters
+
+
+SERVICES_PLUGIN = """
+from marshmallow import Schema, fields
+
+from hub import Sink, hookimpl
+
+SEEN = {}
+
+
+class Config(Schema):
+    api_key = fields.String(required=True, metadata={"secret": True})
+
+
+class AcmeSms(Sink):
+    name = "acme_sms"
+    channel = "sms"
+    config_schema = Config
+    idempotent = False
+
+    def __init__(self, services):
+        self.services = services
+
+    def address(self, customer, config, context):
+        return customer.get("phone")
+
+    def send(self, message, config):
+        return "sms-1"
+
+
+@hookimpl
+def hub_sinks(services):
+    SEEN["services"] = services
+    try:
+        services.public_url()
+    except RuntimeError as exc:
+        SEEN["too_early"] = str(exc)
+    return [AcmeSms(services)]
+"""
+
+
+def test_a_plugin_gets_services_scoped_to_itself(site_dir, hub_factory):
+    make_distribution(site_dir, "hub-plugin-sms", "1.0", "acme_plugin_sms", SERVICES_PLUGIN, "sms")
+    tenant = """
+name = "Acme"
+timezone = "Europe/Berlin"
+locale = "en"
+currency = "EUR"
+
+[sinks.acme_sms]
+api_key = "k-1"
+
+[sinks.outbox]
+"""
+    harness = hub_factory({"acme": tenant})
+    import acme_plugin_sms
+
+    services = acme_plugin_sms.SEEN["services"]
+    assert services is harness.hub.sinks["acme_sms"].services
+    assert services.plugin == "sms"
+    assert "not inside the hook call" in acme_plugin_sms.SEEN["too_early"]
+    assert services.config("acme") == {"api_key": "k-1"}
+    assert services.config("nobody") is None
+    with pytest.raises(LookupError):
+        services.config("acme", "outbox")  # another plugin's table
+    with harness.app.app_context():
+        services.data.put("acme", "k", {"v": 1})
+        outbox = harness.hub.registry.services["outbox"]
+        assert outbox.data.get("acme", "k") is None  # another plugin's data is invisible
+        assert services.data.get("acme", "k") == {"v": 1}
+        assert services.public_url() == "http://hub.test"
+        answer = services.error_response(404, "not_found", "no such tenant", "tenant")
+        assert answer.status_code == 404
+        assert answer.get_json() == {
+            "code": "not_found",
+            "message": "no such tenant",
+            "field": "tenant",
+        }
+    with pytest.raises(LookupError):
+        services.record_provider_status("id-1", "delivered", sink="email")

@@ -10,6 +10,7 @@ file that enables it, post a signed callback, run a real worker, look at what ar
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -28,7 +29,16 @@ import sqlalchemy as sa
 
 from hub import store as store_tables
 from hub.events import load_event
-from hub.hookspecs import InboundRequest, Source, VerificationError
+from hub.hookspecs import (
+    InboundRequest,
+    OutboundMessage,
+    OutcomeUnknown,
+    PermanentError,
+    RetryableError,
+    Sink,
+    Source,
+    VerificationError,
+)
 
 
 def wait_for(
@@ -129,6 +139,7 @@ class Reply:
     body: bytes | str | dict | list = b""
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering (timeouts)
+    drop: bool = False  # read the request, then close the connection without an answer
 
 
 class HttpStandIn:
@@ -179,6 +190,11 @@ class HttpStandIn:
                     reply = Reply(599, {"stand_in_assertion": str(exc)})
                 if reply.delay:
                     time.sleep(reply.delay)
+                if reply.drop:  # the request arrived; its answer is lost
+                    self.close_connection = True
+                    with suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 payload = reply.body
                 headers = dict(reply.headers)
                 if isinstance(payload, dict | list):
@@ -440,6 +456,7 @@ def check_source_contract(
 ) -> list[dict]:
     """Table-driven checks every source must pass; returns the parsed, validated events.
 
+    * the config schema marks its secrets (:func:`check_secrets_marked`);
     * the signed sample verifies and parses into events that pass the normalized schema;
     * the tampered sample, the unsigned one (by default: the sample without headers; pass
       ``unsigned`` where the signature travels in the body, as Digistore24's does), and a
@@ -461,6 +478,7 @@ def check_source_contract(
             received_at=datetime.now(UTC),
         )
 
+    check_secrets_marked(type(source).config_schema)
     source.verify(request(sample), config)
     events = [
         load_event({**e, "tenant": "contract", "source": source.name})
@@ -477,6 +495,156 @@ def check_source_contract(
             continue
         raise AssertionError(f"{source.name}: a {label} request was not rejected")
     return events
+
+
+SECRET_NAME = re.compile(
+    r"secret|token|password|passwd|passphrase|api_?key|private_key|credential", re.I
+)
+
+
+def check_secrets_marked(schema: type) -> None:
+    """Every config key that looks like a secret is marked ``metadata={"secret": True}``.
+
+    The mark tells the hub, and the people reading a tenant file, never to show the value. A
+    key whose name only looks like a secret (``token_url``) opts out with ``{"secret": False}``.
+    """
+    unmarked = [
+        field.data_key or name
+        for name, field in schema().fields.items()
+        if SECRET_NAME.search(field.data_key or name) and "secret" not in field.metadata
+    ]
+    if unmarked:
+        raise AssertionError(
+            f'{schema.__name__}: mark {", ".join(unmarked)} with metadata={{"secret": True}}'
+        )
+
+
+def _declares(sink: Sink, attribute: str) -> bool:
+    """True when a class between the sink and :class:`Sink` sets ``attribute`` itself."""
+    return any(attribute in vars(cls) for cls in type(sink).__mro__ if cls is not Sink)
+
+
+def sample_message(sink: Sink, to: str, public_url: str, **changes: Any) -> OutboundMessage:
+    """A rendered recovery message as the engine hands it to ``sink.send``."""
+    parts = {
+        "subject": "Your cart at Contract Shop is waiting",
+        "txt": f"Hi Jane, your cart is waiting: {public_url}/r/contract-token",
+        "html": f'<p>Hi Jane, <a href="{public_url}/r/contract-token">your cart</a></p>',
+    }
+    fields = {
+        "tenant": "contract",
+        "journey_id": 1,
+        "step_index": 0,
+        "delivery_id": 1,
+        "channel": sink.channel,
+        "to": to,
+        "locale": "en",
+        "parts": parts if sink.renders_templates else {},
+        "context": {
+            "customer": {"email": "jane@example.com", "first_name": "Jane", "name": "Jane Doe"},
+            "cart": {"total": 4999, "currency": "EUR", "total_display": "€49.99", "items": []},
+            "recovery_url": f"{public_url}/r/contract-token",
+            "unsubscribe_url": f"{public_url}/u/contract-token",
+            "offer": {},
+            "tenant": {"slug": "contract", "name": "Contract Shop", "support": None},
+        },
+        "template": "reminder",
+    }
+    fields.update(changes)
+    return OutboundMessage(**fields)
+
+
+def check_sink_contract(
+    harness: HubHarness,
+    sink_name: str,
+    config_for: Callable[[str], Mapping[str, Any]],
+    customer: Mapping[str, Any],
+    success: Reply | None = None,
+    message: OutboundMessage | None = None,
+) -> list[RecordedRequest]:
+    """Table-driven checks every HTTP sink must pass, against real servers on 127.0.0.1.
+
+    ``harness`` is a hub with the plugin installed and ``HUB_ALLOW_PRIVATE_NETWORKS``
+    allowing ``127.0.0.0/8`` (``hub_factory({}, {"HUB_ALLOW_PRIVATE_NETWORKS": …})``);
+    ``config_for(base_url)`` returns the sink's tenant table pointing it at ``base_url``;
+    ``customer`` is one it can address; ``success`` is what the provider answers when all is
+    well (default ``200 {"id": "1"}``); ``message`` defaults to :func:`sample_message`.
+
+    * declared: ``name``, ``channel``, ``config_schema``, ``idempotent`` set by the sink's own
+      class (a decision, not an inherited default), secrets marked in the schema;
+    * ``address``: a string for ``customer``; for ``{}`` a string, ``None`` or
+      :class:`PermanentError`, never another exception;
+    * ``send``: a 2xx is success; 429 is :class:`RetryableError` with ``Retry-After`` as
+      ``retry_after``; 503 retryable; 400 permanent; a 3xx permanent and never followed; a
+      refused connection retryable; an answer lost after the request arrived is retryable for
+      an idempotent sink and :class:`OutcomeUnknown` otherwise.
+
+    Returns the requests of the successful send, for the caller to assert their exact shape.
+    """
+    sink = harness.hub.sinks.get(sink_name)
+    assert sink is not None, f"no sink {sink_name!r}: {harness.hub.registry.errors}"
+    for attribute in ("name", "channel", "config_schema"):
+        assert isinstance(getattr(sink, attribute, None), str | type), f"{sink_name}.{attribute}"
+    assert _declares(sink, "idempotent"), (
+        f"{sink_name}: set idempotent = True (the provider dedupes on the delivery id) or "
+        "False on the sink class"
+    )
+    check_secrets_marked(sink.config_schema)
+    success = success or Reply(200, {"id": "1"})
+    script: list[Reply] = []
+
+    def answer(request: RecordedRequest) -> Reply:
+        return script.pop(0) if script else success
+
+    server = HttpStandIn(answer).start()
+    try:
+        with harness.app.app_context():
+            config = sink.config_schema().load(dict(config_for(server.url)))
+            to = sink.address(customer, config, {"tenant": {"slug": "contract"}})
+            assert isinstance(to, str) and to, f"{sink_name}: no address for {customer}"
+            with suppress(PermanentError):  # "an address exists but is unusable" is allowed
+                nobody = sink.address({}, config, {"tenant": {"slug": "contract"}})
+                assert nobody is None or isinstance(nobody, str), f"{sink_name}: {nobody!r}"
+            message = message or sample_message(sink, to, harness.hub.public_url())
+
+            def outcome(*replies: Reply) -> Exception | None:
+                script[:] = list(replies)
+                before = len(server.requests)
+                try:
+                    sink.send(message, config)
+                except (RetryableError, PermanentError, OutcomeUnknown) as exc:
+                    return exc
+                finally:
+                    assert len(server.requests) > before or not replies, f"{sink_name}: no request"
+                return None
+
+            assert outcome() is None, f"{sink_name}: a 2xx answer is not success"
+            done = list(server.requests)
+            calls = len(done)
+            limited = outcome(Reply(429, {"error": "slow down"}, {"Retry-After": "7"}))
+            assert isinstance(limited, RetryableError), f"{sink_name}: 429 gave {limited!r}"
+            assert limited.retry_after == 7, f"{sink_name}: Retry-After not passed on"
+            for reply, kind in (
+                (Reply(503, {"error": "down"}), RetryableError),
+                (Reply(400, {"error": "bad request"}), PermanentError),
+                (Reply(302, b"", {"Location": f"{server.url}/elsewhere"}), PermanentError),
+            ):
+                got = outcome(reply)
+                assert isinstance(got, kind), f"{sink_name}: HTTP {reply.status} gave {got!r}"
+            assert not any(r.path == "/elsewhere" for r in server.requests), "followed a redirect"
+            lost = outcome(*[success] * (calls - 1), Reply(drop=True))
+            expected = RetryableError if sink.idempotent else OutcomeUnknown
+            assert isinstance(lost, expected), f"{sink_name}: a lost answer gave {lost!r}"
+            nowhere = sink.config_schema().load(dict(config_for(f"http://127.0.0.1:{free_port()}")))
+            try:
+                sink.send(message, nowhere)
+                refused: Exception | None = None
+            except (RetryableError, PermanentError, OutcomeUnknown) as exc:
+                refused = exc
+            assert isinstance(refused, RetryableError), f"{sink_name}: refused gave {refused!r}"
+    finally:
+        server.stop()
+    return done
 
 
 @contextmanager

@@ -64,7 +64,10 @@ class Digistore24Config(Schema):
     ipn_passphrase = fields.String(
         required=True,
         validate=validate.Length(min=1, error="required: an unsigned IPN could come from anyone"),
-        metadata={"description": "the SHA passphrase of the tenant's IPN connection"},
+        metadata={
+            "description": "the SHA passphrase of the tenant's IPN connection",
+            "secret": True,
+        },
     )
     contact_events = fields.List(
         fields.String(validate=validate.Length(min=1)),

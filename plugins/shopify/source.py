@@ -47,9 +47,14 @@ class ShopifyConfig(Schema):
             error="must be the shop's permanent domain, like acme.myshopify.com",
         ),
     )
-    client_secret = fields.String(required=True, validate=validate.Length(min=1))
+    client_secret = fields.String(
+        required=True, validate=validate.Length(min=1), metadata={"secret": True}
+    )
     previous_client_secret = fields.String(
-        load_default=None, allow_none=True, validate=validate.Length(min=1)
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(min=1),
+        metadata={"secret": True},
     )
 
     @post_load

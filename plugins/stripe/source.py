@@ -61,6 +61,7 @@ class StripeConfig(Schema):
         validate=validate.Regexp(
             r"^whsec_\S+$", error="must be the endpoint's signing secret (whsec_…)"
         ),
+        metadata={"secret": True},
     )
     tolerance = fields.Integer(load_default=300, validate=validate.Range(min=1, max=3600))
     livemode = fields.String(load_default="both", validate=validate.OneOf(("live", "test", "both")))

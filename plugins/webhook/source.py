@@ -37,12 +37,14 @@ def _check_secret(value: str) -> None:
 class WebhookConfig(Schema):
     """``[sources.webhook]`` of a tenant file."""
 
-    secret = fields.String(required=True, metadata={"description": "whsec_… signing secret"})
+    secret = fields.String(
+        required=True, metadata={"description": "whsec_… signing secret", "secret": True}
+    )
     previous_secrets = fields.List(
         fields.String(),
         load_default=list,
         validate=validate.Length(max=5),
-        metadata={"description": "secrets still accepted while senders rotate"},
+        metadata={"description": "secrets still accepted while senders rotate", "secret": True},
     )
 
     @validates("secret")
