@@ -33,7 +33,8 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
 ORDERED = {"lt", "lte", "gt", "gte"}
 SET_OPS = {"in", "not_in"}
 
-# field name -> the type its values are compared as
+# field name -> the type its values are compared as; plus consent_<channel> (text) for every
+# channel kind an installed sink has: the core names no channel
 FIELDS: dict[str, str] = {
     "cart_total": "money",
     "item_count": "int",
@@ -41,16 +42,25 @@ FIELDS: dict[str, str] = {
     "country": "str",
     "source": "str",
     "locale": "str",
-    "consent_email": "str",
-    "consent_whatsapp": "str",
 }
+CONSENT_FIELD = "consent_"
 # text fields whose values form a closed set: any other value could never match, so it is a
 # mistake (`stage = "checkout"`) that config check reports rather than a flow that never runs
-CHOICES: dict[str, tuple[str, ...]] = {
-    "stage": STAGES,
-    "consent_email": CONSENT_VALUES,
-    "consent_whatsapp": CONSENT_VALUES,
-}
+CHOICES: dict[str, tuple[str, ...]] = {"stage": STAGES}
+
+
+def _kind(name: str) -> str:
+    return FIELDS.get(name) or "str"  # only known names get here: consent_<channel> is text
+
+
+def _choices(name: str, values: _Values) -> tuple[str, ...]:
+    if name.startswith(CONSENT_FIELD):
+        return CONSENT_VALUES
+    if name == "source":
+        return tuple(values.sources)
+    return CHOICES.get(name, ())
+
+
 COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
@@ -94,6 +104,8 @@ def _clause_holds(clause: Clause, facts: Mapping[str, Any], count_abandons) -> b
         within, gte = clause.value
         return count_abandons(within) >= gte
     actual = facts.get(clause.field)
+    if actual is None and clause.field.startswith(CONSENT_FIELD):
+        actual = "unknown"  # the platform said nothing about this channel
     if actual is None:
         # An unknown fact matches only "ne"/"not_in": a cart without a total is not >= 200.
         return clause.op in ("ne", "not_in")
@@ -104,34 +116,43 @@ def _clause_holds(clause: Clause, facts: Mapping[str, Any], count_abandons) -> b
 
 
 def compile_condition(
-    when: Any, currency: str, path: str = "when", *, sources: Collection[str] = ()
+    when: Any,
+    currency: str,
+    path: str = "when",
+    *,
+    sources: Collection[str] = (),
+    channels: Collection[str] = (),
 ) -> Condition:
     """Compile a ``when`` table; raises :class:`ConditionError` naming the key path.
 
     Values are checked as far as the tenant file allows: money against ``currency``'s minor
     digits, ``stage`` and consent against their closed sets, ``source`` against ``sources``
-    (the installed source plugins; not checked when empty). A value that can never match is a
+    (the installed source plugins; not checked when empty). ``consent_<channel>`` is a field for
+    each of ``channels`` (the installed sinks' channel kinds). A value that can never match is a
     mistake, not a condition that is silently always false.
     """
     if not isinstance(when, Mapping):
         raise ConditionError(path, "must be a table")
     clauses: list[Clause] = []
     any_of: tuple[Condition, ...] = ()
+    consent_fields = {CONSENT_FIELD + channel for channel in channels}
     for key, spec in when.items():
         key_path = f"{path}.{key}"
         if key == "any":
             if not isinstance(spec, list) or not spec:
                 raise ConditionError(key_path, "must be a non-empty list of tables")
             any_of = tuple(
-                compile_condition(item, currency, f"{key_path}[{i}]", sources=sources)
+                compile_condition(
+                    item, currency, f"{key_path}[{i}]", sources=sources, channels=channels
+                )
                 for i, item in enumerate(spec)
             )
         elif key == "abandons":
             clauses.append(_compile_abandons(spec, key_path))
-        elif key in FIELDS:
+        elif key in FIELDS or key in consent_fields:
             clauses.extend(_compile_field(key, spec, key_path, _Values(currency, sources)))
         else:
-            names = [*FIELDS, "abandons", "any"]
+            names = [*FIELDS, *consent_fields, "abandons", "any"]
             raise ConditionError(
                 key_path,
                 f'unknown field "{key}"{did_you_mean(key, names)} '
@@ -173,7 +194,7 @@ def _compile_field(name: str, spec: Any, path: str, values: _Values) -> list[Cla
                 f'unknown operator "{op}"{did_you_mean(op, OPERATORS)} '
                 f"(use {', '.join(OPERATORS)})",
             )
-        kind = FIELDS[name]
+        kind = _kind(name)
         if op in ORDERED and kind == "str":
             raise ConditionError(op_path, f'"{op}" compares numbers; {name} is text')
         if op in SET_OPS:
@@ -189,7 +210,7 @@ def _compile_field(name: str, spec: Any, path: str, values: _Values) -> list[Cla
 
 
 def _coerce(name: str, raw: Any, path: str, values: _Values) -> Any:
-    kind = FIELDS[name]
+    kind = _kind(name)
     if kind == "money":
         return _money(raw, path, values.currency)
     if kind == "int":
@@ -198,7 +219,7 @@ def _coerce(name: str, raw: Any, path: str, values: _Values) -> Any:
         return raw
     if not isinstance(raw, str):
         raise ConditionError(path, f"expected text, got {raw!r}")
-    choices = CHOICES.get(name) or (tuple(values.sources) if name == "source" else ())
+    choices = _choices(name, values)
     if choices and raw not in choices:
         raise ConditionError(
             path,
@@ -252,6 +273,5 @@ def facts_for(event: Mapping[str, Any], tenant_currency: str) -> dict[str, Any]:
         "country": customer.get("country"),
         "source": event.get("source"),
         "locale": locale,
-        "consent_email": consent.get("email", "unknown"),
-        "consent_whatsapp": consent.get("whatsapp", "unknown"),
+        **{CONSENT_FIELD + channel: value for channel, value in consent.items()},
     }

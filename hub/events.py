@@ -7,10 +7,21 @@ currency, times aware UTC, phones E.164.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates
+from marshmallow import (
+    INCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates,
+    validates_schema,
+)
 
 KINDS = (
     "checkout.abandoned",
@@ -20,6 +31,8 @@ KINDS = (
     "checkout.refunded",
 )
 CONSENT_VALUES = ("opt_in", "opt_out", "unknown")
+# a sink's channel kind as it appears in consent keys and consent_<channel> condition fields
+CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 STAGES = ("cart", "contact", "payment")
 # amounts and counts end up in 64-bit database columns (BIGINT); larger ones are not money
 INT64 = validate.Range(min=-(2**63), max=2**63 - 1, error="Out of the 64-bit integer range.")
@@ -72,9 +85,36 @@ class CartSchema(Schema):
 
 
 class ConsentSchema(Schema):
+    """Consent per channel kind. The channels are open: besides the three named here (for the
+    docs and their defaults), any channel a sink registers (``telegram``, ``rcs``, …) is taken
+    by its name. A channel no sink of this hub has is kept and harmless: the platform reported
+    it, nothing sends on it."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    # what the generated JSON Schema says about the other channels (plugins/webhook/schema.py)
+    other_keys: ClassVar[dict[str, Any]] = {
+        "propertyNames": {"pattern": CHANNEL_NAME.pattern},
+        "additionalProperties": {"type": "string", "enum": list(CONSENT_VALUES)},
+    }
+
     email = fields.String(load_default="unknown", validate=validate.OneOf(CONSENT_VALUES))
     whatsapp = fields.String(load_default="unknown", validate=validate.OneOf(CONSENT_VALUES))
     sms = fields.String(load_default="unknown", validate=validate.OneOf(CONSENT_VALUES))
+
+    @validates_schema
+    def _other_channels(self, data: dict, **_: Any) -> None:
+        errors = {}
+        for key, value in data.items():
+            if key in self.fields:
+                continue
+            if not isinstance(key, str) or not CHANNEL_NAME.match(key):
+                errors[key] = ["Not a channel name (lower-case letters, digits and _)."]
+            elif value not in CONSENT_VALUES:
+                errors[key] = [f"Must be one of: {', '.join(CONSENT_VALUES)}."]
+        if errors:
+            raise ValidationError(errors)
 
 
 class EventSchema(Schema):

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import is_currency
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from hub.conditions import Condition, ConditionError, compile_condition
 from hub.durations import parse_duration
@@ -173,13 +173,12 @@ class FrequencyCapSchema(Schema):
 
 
 class ConsentSchema(Schema):
-    class Meta:
-        unknown = RAISE
+    """``[consent]``: ``opt_in_countries`` plus one policy per channel kind. Which channels
+    exist is up to the installed sinks, so the keys are checked against them later."""
 
-    email = fields.String(validate=validate.OneOf(CONSENT_POLICIES))
-    whatsapp = fields.String(validate=validate.OneOf(CONSENT_POLICIES))
-    sms = fields.String(validate=validate.OneOf(CONSENT_POLICIES))
-    webpush = fields.String(validate=validate.OneOf(CONSENT_POLICIES))
+    class Meta:
+        unknown = INCLUDE
+
     opt_in_countries = fields.List(fields.String(), load_default=list)
 
 
@@ -466,8 +465,13 @@ def _validate(
             continue
         sink_configs[name] = _load_plugin_table(sinks[name], dict(table), file, key, issues)
 
+    channels = sorted({sink.channel for sink in sinks.values()})
+    consent = _consent_policies(core["consent"], channels, file, issues)
+    # consent_<channel> conditions for the channels whose sinks ask for consent
+    asking = sorted({sink.channel for sink in sinks.values() if sink.needs_consent})
+
     def condition(when: Any, key: str) -> Condition | None:
-        return _compile(when, core["currency"], key, file, issues, sources)
+        return _compile(when, core["currency"], key, file, issues, sources, asking)
 
     flows = []
     for fi, flow in enumerate(core["flows"]):
@@ -504,7 +508,6 @@ def _validate(
             )
         flows.append(Flow(flow["name"], flow_when, tuple(steps), flow["enabled"]))
 
-    consent = {k: v for k, v in core["consent"].items() if k != "opt_in_countries"}
     countries: set[str] = set()
     for i, c in enumerate(core["consent"].get("opt_in_countries", [])):
         if c == "EU":
@@ -573,6 +576,33 @@ def _load_plugin_table(
     return {}
 
 
+def _consent_policies(
+    table: Mapping[str, Any], channels: list[str], file: str, issues: list[ConfigIssue]
+) -> dict[str, str]:
+    """``{channel: policy}`` of ``[consent]``; a key no installed sink has as its channel is
+    an error (a typo would silently leave the safe default in place)."""
+    policies = {}
+    for channel, policy in table.items():
+        if channel == "opt_in_countries":
+            continue
+        key = f"consent.{channel}"
+        if channel not in channels:
+            issues.append(
+                ConfigIssue(
+                    file,
+                    key,
+                    f'no installed sink has the channel "{channel}"'
+                    f"{did_you_mean(str(channel), channels)} "
+                    f"(channels: {', '.join(channels) or 'none'})",
+                )
+            )
+        elif policy not in CONSENT_POLICIES:
+            issues.append(ConfigIssue(file, key, f"Must be one of: {', '.join(CONSENT_POLICIES)}."))
+        else:
+            policies[channel] = policy
+    return policies
+
+
 def _compile(
     when: Any,
     currency: str,
@@ -580,11 +610,12 @@ def _compile(
     file: str,
     issues: list[ConfigIssue],
     sources: Mapping[str, Any],
+    channels: list[str],
 ) -> Condition | None:
     if when is None:
         return None
     try:
-        return compile_condition(when, currency, key, sources=tuple(sources))
+        return compile_condition(when, currency, key, sources=tuple(sources), channels=channels)
     except ConditionError as exc:
         issues.append(ConfigIssue(file, exc.key, exc.message))
         return None

@@ -197,7 +197,19 @@ FACTS = {
     ],
 )
 def test_each_condition_operator(when, holds):
-    assert compile_condition(when, "EUR").holds(FACTS, lambda _w: 1) is holds
+    condition = compile_condition(when, "EUR", channels=("email", "whatsapp"))
+    assert condition.holds(FACTS, lambda _w: 1) is holds
+
+
+def test_consent_fields_are_the_channels_of_the_installed_sinks():
+    facts = {**FACTS, "consent_sms": "opt_in"}
+    sms = compile_condition({"consent_sms": "opt_in"}, "EUR", channels=("email", "sms"))
+    assert sms.holds(facts, lambda _w: 1) is True
+    # a channel the platform said nothing about is "unknown", as the consent check reads it
+    said_nothing = compile_condition({"consent_sms": "unknown"}, "EUR", channels=("sms",))
+    assert said_nothing.holds(FACTS, lambda _w: 1) is True
+    with pytest.raises(ConditionError, match='unknown field "consent_sms"'):
+        compile_condition({"consent_sms": "opt_in"}, "EUR", channels=("email",))
 
 
 def test_abandons_counts_this_customers_abandons_within_the_period():

@@ -348,3 +348,147 @@ api_key = "k-1"
         }
     with pytest.raises(LookupError):
         services.record_provider_status("id-1", "delivered", sink="email")
+
+
+SMS_PLUGIN = """
+import json
+
+from marshmallow import Schema, fields
+
+from hub import HttpSink, hookimpl, to_e164, url_field
+
+
+class Config(Schema):
+    url = url_field(required=True)
+    api_key = fields.String(required=True, metadata={"secret": True})
+
+
+class Sms(HttpSink):
+    name = "acme_sms"
+    channel = "sms"  # a channel the core has never heard of; needs_consent stays True
+    config_schema = Config
+    idempotent = False
+
+    def address(self, customer, config, context):
+        return to_e164(customer.get("phone"), customer.get("country"))
+
+    def send(self, message, config):
+        body = json.dumps({"to": message.to, "text": message.parts["txt"].strip()}).encode()
+        self.post(config["url"], body=body, headers={}, timeout=5, what="SMS")
+        return f"sms-{message.delivery_id}"
+
+
+@hookimpl
+def hub_sinks(services):
+    return [Sms(services)]
+"""
+
+
+def sms_tenant(url: str, secret: str, when: str = '{ consent_sms = "opt_in" }') -> str:
+    return f"""
+name = "Acme Shoes"
+timezone = "Europe/Berlin"
+locale = "en"
+currency = "EUR"
+
+[consent]
+sms = "opt_in"
+
+[sources.webhook]
+secret = "{secret}"
+
+[sinks.acme_sms]
+url = "{url}/messages"
+api_key = "k-1"
+
+[[flows]]
+name = "default"
+  [[flows.steps]]
+  after = "1s"
+  channels = ["acme_sms"]
+  template = "reminder"
+  when = {when}
+"""
+
+
+def test_a_third_party_sms_channel_gets_a_consent_policy_end_to_end(
+    site_dir, hub_factory, http_stand_in, monkeypatch
+):
+    from datetime import UTC, datetime, timedelta
+
+    from plugins.webhook.signature import signed_headers
+
+    make_distribution(site_dir, "hub-plugin-sms", "1.0", "acme_plugin_sms", SMS_PLUGIN, "sms")
+    monkeypatch.setenv("PYTHONPATH", str(site_dir))  # the worker process loads it too
+    provider = http_stand_in()
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    harness = hub_factory(
+        {"acme": sms_tenant(provider.url, secret, when='{ consent_sms = { ne = "opt_out" } }')},
+        {"HUB_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8"},
+        {"reminder/sms.en.txt": "{{ tenant.name }}: your cart is waiting {{ recovery_url }}"},
+    )
+    assert harness.hub.config_issues == []
+    for n, consent in enumerate(("opt_in", "unknown")):
+        event = {
+            "kind": "checkout.abandoned",
+            "checkout_id": f"cart_{n}",
+            "occurred_at": (datetime.now(UTC) - timedelta(seconds=5)).isoformat(),
+            "customer": {"phone": f"+4915112345{n:03d}", "country": "DE"},
+            "cart": {"total": 4999, "currency": "EUR"},
+            "recovery_url": "https://shop.example/cart",
+            "consent": {"sms": consent},
+        }
+        body = json.dumps(event).encode()
+        answer = harness.post("acme", "webhook", body, signed_headers(secret, f"msg_{n}", body))
+        assert answer.status_code == 202, answer.get_json()
+    harness.start_worker()
+    deliveries = harness.wait_for(
+        lambda: (rows := harness.rows("deliveries")) and len(rows) == 2
+        and all(r.status in ("sent", "skipped") for r in rows) and rows,
+        message="both deliveries settled",
+    )  # fmt: skip
+    sent, skipped = sorted(deliveries, key=lambda d: d.journey_id)  # opt_in, then unknown
+    assert (sent.status, sent.identity) == ("sent", "+4915112345000")
+    assert (skipped.status, skipped.reason) == (
+        "skipped",
+        "no consent (sms: unknown, tenant requires opt_in)",
+    )
+    [sms] = provider.requests
+    assert sms.json() == {
+        "to": "+4915112345000",
+        "text": f"Acme Shoes: your cart is waiting {sms.json()['text'].split()[-1]}",
+    }
+    assert sms.json()["text"].split()[-1].startswith("http://hub.test/r/")
+
+
+def test_consent_keys_and_conditions_follow_the_installed_channels(site_dir, tmp_path):
+    from hub.templates import Renderer
+    from hub.tenants import load_tenants
+
+    def load(registry):  # noqa: ANN001, ANN202
+        templates = Renderer(tmp_path, registry)
+        return load_tenants(tmp_path, registry.sources, registry.sinks, {}, templates=templates)
+
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    (tmp_path / "tenants").mkdir()
+    (tmp_path / "templates" / "reminder").mkdir(parents=True)
+    (tmp_path / "templates" / "reminder" / "sms.en.txt").write_text("{{ recovery_url }}")
+    text = sms_tenant("https://sms.example", secret)
+    (tmp_path / "tenants" / "acme.toml").write_text(text)
+    without = load_plugins()  # no sms sink installed: sms is no channel
+    _, issues = load(without)
+    rendered = sorted(f"{i.key}: {i.message}" for i in issues)
+    assert any(
+        r.startswith('consent.sms: no installed sink has the channel "sms"') for r in rendered
+    )
+    assert any(r.startswith("flows[0].steps[0].when.consent_sms: unknown field") for r in rendered)
+
+    make_distribution(site_dir, "hub-plugin-sms", "1.0", "acme_plugin_sms", SMS_PLUGIN, "sms")
+    with_sms = load_plugins()
+    tenants, issues = load(with_sms)
+    assert issues == [] and tenants["acme"].consent == {"sms": "opt_in"}
+    (tmp_path / "tenants" / "acme.toml").write_text(
+        text.replace('\nsms = "opt_in"', '\nsmss = "opt_in"')
+    )
+    _, issues = load(with_sms)
+    assert [i.key for i in issues] == ["consent.smss"] and "did you mean" in issues[0].message

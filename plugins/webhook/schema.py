@@ -123,7 +123,8 @@ def field_schema(field: fields.Field, path: str) -> dict[str, Any]:
 
 
 def object_schema(schema: Schema, path: str = "") -> dict[str, Any]:
-    """A marshmallow schema → a closed JSON object (marshmallow 4 refuses unknown keys)."""
+    """A marshmallow schema → a JSON object, closed (marshmallow 4 refuses unknown keys) unless
+    the schema declares ``other_keys``."""
     properties = {}
     required = []
     for name, field in schema.fields.items():
@@ -134,7 +135,8 @@ def object_schema(schema: Schema, path: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         out["required"] = required
-    out["additionalProperties"] = False
+    # closed unless the schema says what else it takes (the consent of any channel)
+    out.update(getattr(schema, "other_keys", None) or {"additionalProperties": False})
     return out
 
 
