@@ -252,7 +252,7 @@ class Source:
     def parse(self, request: InboundRequest, config: Mapping[str, Any]) -> list[dict]:
         """Turn a verified request into zero or more normalized events.
 
-        Each event is a dict shaped like ``hub.events.EventSchema`` (without ``tenant``,
+        Each event is a dict shaped like :class:`hub.EventSchema` (without ``tenant``,
         ``source`` and ``raw``, which the hub fills in). Return ``[]`` for callbacks the hub
         does not act on (other event types, connection tests): they are answered 2xx and
         stored nowhere. Raise :class:`PayloadError` naming the field for unusable content.
