@@ -137,6 +137,7 @@ BAD_INPUT = [
     ("db upgrade", [], {"DATABASE_URL": "postgresql://hub@127.0.0.1:1/hub"}, 1, "database "),
     ("db current", ["now"], {}, 2, "unexpected extra argument"),
     ("db history", ["--all"], {}, 2, "No such option '--all'"),
+    ("plugin new", ["sink", "Acme-SMS"], {}, 2, "use lower-case letters, digits and _"),
 ]
 
 # more bad input for the commands users reach first

@@ -40,6 +40,7 @@ def test_a_scaffolded_sms_sink_is_under_50_lines(tmp_path):
     assert len(module.read_text().splitlines()) < 50
     pyproject = (tmp_path / "hub-plugin-acme-sms" / "pyproject.toml").read_text()
     assert '[project.entry-points.abandonment_hub]\nacme_sms = "acme_sms"' in pyproject
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hub-plugin-acme-sms"]  # no var/
 
 
 @pytest.mark.packaging
