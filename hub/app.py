@@ -265,20 +265,6 @@ class Hub:
             "REDIS_URL (production) or start `hub run` / `hub worker` with the same HUB_VAR_DIR"
         )
 
-    def plugin_data(self, plugin: str) -> Any:
-        """A :class:`hub.services.PluginData` store for one plugin (part of the contract)."""
-        from hub.services import PluginData
-
-        return PluginData(self.store, plugin)
-
-    def record_provider_status(
-        self, sink: str, provider_id: str, status: str, reason: str | None = None
-    ) -> bool:
-        """Record a provider's delivered/read/failed callback (see hub.services)."""
-        from hub.services import record_provider_status
-
-        return record_provider_status(self.store, sink, provider_id, status, reason)
-
     def public_url(self, port: int = 8000) -> str:
         return self.settings.public_url or f"http://127.0.0.1:{port}"
 

@@ -247,7 +247,7 @@ def abandon(harness) -> None:
 
 
 def stored_keys(harness, tenant: str = "acme") -> set[str]:
-    return set(harness.hub.plugin_data("webpush").find(tenant))
+    return set(harness.hub.registry.services["webpush"].data.find(tenant))
 
 
 def settled(harness, sink: str = "webpush"):

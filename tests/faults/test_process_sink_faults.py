@@ -277,7 +277,7 @@ body = ["first_name"]
         release.set()
     [whatsapp_delivery] = harness.rows("deliveries", sink="whatsapp")
     assert whatsapp_delivery.status == "unknown"
-    assert "read timeout" in whatsapp_delivery.reason
+    assert "no answer after sending (ReadTimeout)" in whatsapp_delivery.reason
     assert hung.status == "unknown"
     assert cut - slow.arrivals[0] < 8 + 4  # the timeout, plus recording it
     assert beta_done < slow.arrivals[0] + 8  # served while the request still hung
