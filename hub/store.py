@@ -103,10 +103,20 @@ journeys = sa.Table(
     sa.Column("recovered_amount", sa.BigInteger),
     sa.Column("recovered_currency", sa.String(3)),
     sa.Column("token", sa.String(32), nullable=False, default=new_token),
+    # attribution (hub results): when the conversion came, which event it was, which message
+    # gets the credit and why (clicked | delivered | sent | none = recovered without message),
+    # and what refunds later took back (minor units of recovered_currency)
+    sa.Column("recovered_at", UTCDateTime),
+    sa.Column("conversion_event_id", sa.Integer),
+    sa.Column("credited_delivery_id", sa.Integer),
+    sa.Column("credit", sa.String(16)),
+    sa.Column("refunded_amount", sa.BigInteger),
     sa.UniqueConstraint("tenant", "checkout_id", name="uq_journey_checkout"),
 )
 sa.Index("ix_journeys_email", journeys.c.tenant, journeys.c.email)
 sa.Index("ix_journeys_phone", journeys.c.tenant, journeys.c.phone)
+# reports and the journey list read one tenant's journeys by the time they were abandoned
+sa.Index("ix_journeys_abandoned", journeys.c.tenant, journeys.c.abandoned_at)
 
 steps = sa.Table(
     "steps",
@@ -171,6 +181,57 @@ delivery_log = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
 )
 sa.Index("ix_delivery_log_journey", delivery_log.c.journey_id)
+sa.Index("ix_deliveries_journey", deliveries.c.journey_id)
+
+# What happened to a message after it left: opened (pixel, an estimate), clicked (/r/ link or a
+# push notification's click beacon), delivered / read (provider callbacks), bounced. One row per
+# delivery and kind, the first time it happens: duplicates (a pixel loaded twice, a callback
+# retried) are ignored, so counts are counts of messages, not of hits.
+tracking_events = sa.Table(
+    "tracking_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("journey_id", sa.Integer, sa.ForeignKey("journeys.id"), nullable=False),
+    sa.Column("delivery_id", sa.Integer, sa.ForeignKey("deliveries.id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("detail", sa.Text),
+    sa.UniqueConstraint("delivery_id", "kind", name="uq_tracking_event"),
+)
+sa.Index("ix_tracking_events_tenant", tracking_events.c.tenant, tracking_events.c.at)
+sa.Index("ix_tracking_events_journey", tracking_events.c.journey_id)
+
+# API keys: an agency admin key (tenant NULL, sees every tenant) or a tenant's key. Only a
+# hash of the secret is stored; ``prefix`` (shown in listings) finds the row without it.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant", sa.String(64)),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("secret_hash", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_used_at", UTCDateTime),
+    sa.Column("revoked_at", UTCDateTime),
+    sa.UniqueConstraint("prefix", name="uq_api_key_prefix"),
+)
+
+# Proof of erasure without the data: a keyed digest of the erased address (so a later request
+# for the same person can be matched), when, by whom, and how many rows of each table went.
+erasures = sa.Table(
+    "erasures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("identity_digest", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),  # email | phone | retention
+    sa.Column("actor", sa.String(128)),
+    sa.Column("erased_at", UTCDateTime, nullable=False),
+    sa.Column("rows", sa.JSON, nullable=False),
+)
+sa.Index("ix_erasures_identity", erasures.c.tenant, erasures.c.identity_digest)
 
 suppressions = sa.Table(
     "suppressions",

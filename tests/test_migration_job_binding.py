@@ -77,7 +77,7 @@ def test_upgrading_a_database_with_rows_gives_each_a_token_and_the_database_an_i
     assert migrations.state(store).current == "0001_baseline"
 
     done = migrations.upgrade(store)
-    assert (done.before.current, done.after) == ("0001_baseline", "0002_job_binding")
+    assert (done.before.current, done.after) == ("0001_baseline", migrations.head())
 
     with store.engine.connect() as conn:
         steps = conn.execute(sa.text("SELECT id, token, next_attempt_at FROM steps")).all()

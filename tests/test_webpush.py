@@ -492,9 +492,7 @@ def routes(hub_factory, tls):
     return hub_factory(
         {
             "acme": tenant_toml(smtp_url="smtp://127.0.0.1:1", extra=webpush_table()),
-            "beta": tenant_toml(
-                smtp_url="smtp://127.0.0.1:1", extra=webpush_table(key=VAPID_RAW)
-            ),
+            "beta": tenant_toml(smtp_url="smtp://127.0.0.1:1", extra=webpush_table(key=VAPID_RAW)),
             "gamma": tenant_toml(smtp_url="smtp://127.0.0.1:1"),
         }
     )
