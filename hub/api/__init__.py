@@ -51,6 +51,9 @@ def init_app(app: Flask, hub: Any) -> HubApi:
         },
     )
     api = HubApi(app)
+    # flask-smorest's `openapi print|write` commands: the document is served at its URL, and
+    # every `hub` command must meet the CLI's rules (one-line errors, a bad-input case)
+    app.cli.commands.pop("openapi", None)
     api.spec.components.security_scheme(
         "bearer", {"type": "http", "scheme": "bearer", "description": "an API key"}
     )
