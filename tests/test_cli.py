@@ -138,6 +138,9 @@ BAD_INPUT = [
     ("db current", ["now"], {}, 2, "unexpected extra argument"),
     ("db history", ["--all"], {}, 2, "No such option '--all'"),
     ("plugin new", ["sink", "Acme-SMS"], {}, 2, "use lower-case letters, digits and _"),
+    ("keys create", ["nope"], {}, 2, "no tenant 'nope'; known tenants: bakery"),
+    ("keys list", ["--all"], {}, 2, "No such option '--all'"),
+    ("keys revoke", ["0123456789ab"], {}, 2, "no active key '0123456789ab'"),
 ]
 
 # more bad input for the commands users reach first
