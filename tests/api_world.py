@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -126,3 +127,9 @@ def build(hub_factory: Any, tmp_path: Any, settings: dict | None = None) -> Worl
     beta.key, _ = apikeys.create_key(store, secret, "beta", "beta's shop", utcnow())
     admin, _ = apikeys.create_key(store, secret, None, "agency", utcnow())
     return World(harness, admin, alpha, beta)
+
+
+def fill_rule(rule: str, values: dict) -> str:
+    """``rule`` (a werkzeug rule such as ``/x/<int(min=1):journey_id>``) with its arguments
+    replaced by ``values[name]``."""
+    return re.sub(r"<(?:[a-z]+(?:\([^)]*\))?:)?([a-z_]+)>", lambda m: str(values[m.group(1)]), rule)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from hub.console import HubGroup
 from hub.store import api_keys, events
-from tests.api_world import World, bearer, build
+from tests.api_world import World, bearer, build, fill_rule
 
 NO_LIMIT = {"HUB_API_AUTH_LIMIT": "1000 per minute"}
 
@@ -107,9 +107,10 @@ def test_every_endpoint_refuses_without_a_valid_key(world, header):
     for rule in world.harness.app.url_map.iter_rules():
         if not rule.rule.startswith("/api/v1/") or rule.rule.endswith(("openapi.json", "docs")):
             continue
-        url = rule.rule.replace("<string:slug>", "alpha").replace("<int:", "<")
-        url = url.replace("<journey_id>", "1").replace("<delivery_id>", "1")
-        url = url.replace("<event_id>", "1")
+        url = fill_rule(
+            rule.rule,
+            {"slug": "alpha", **dict.fromkeys(("journey_id", "delivery_id", "event_id"), 1)},
+        )
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             answer = world.client.open(url, method=method, headers=headers)
             assert answer.status_code == 401, (method, url)

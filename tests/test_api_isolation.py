@@ -9,11 +9,10 @@ in ``foreign_ids`` fails the test until it gets one.
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
-from tests.api_world import World, bearer, build
+from tests.api_world import World, bearer, build, fill_rule
 
 PUBLIC = {"/api/v1/openapi.json", "/api/v1/docs"}
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
@@ -47,16 +46,10 @@ def calls(world: World) -> list[tuple[str, str]]:
     for rule in api_rules(world):
         missing = rule.arguments - values.keys()
         assert not missing, f"{rule.rule}: no isolation case for {sorted(missing)}"
-        url = rule.rule
-        for name in rule.arguments:
-            url = _fill(url, name, values[name])
+        url = fill_rule(rule.rule, values)
         for method in sorted(rule.methods - IGNORED_METHODS):
             found.append((method, url))
     return found
-
-
-def _fill(url: str, name: str, value: object) -> str:
-    return re.sub(rf"<(?:[a-z]+:)?{name}>", str(value), url)
 
 
 def _beta_traces(world: World) -> list[str]:

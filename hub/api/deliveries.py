@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask.views import MethodView
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from hub import current_hub
 from hub.api import pagination
 from hub.api.auth import scope
 from hub.api.errors import Blueprint, not_found
+from hub.api.pagination import ROW_ID
 from hub.api.schemas import Range, TenantFilterSchema, Time
 from hub.store import deliveries
 
@@ -19,7 +20,7 @@ blueprint = Blueprint("deliveries", __name__, description="Messages and their ou
 class DeliveryArgsSchema(TenantFilterSchema, Range):
     """Filters; ``since``/``until`` apply to ``created_at``."""
 
-    journey_id = fields.Integer()
+    journey_id = fields.Integer(validate=validate.Range(1, pagination.MAX_ROW_ID))
     status = fields.String()
     channel = fields.String()
     sink = fields.String()
@@ -64,7 +65,7 @@ class Deliveries(MethodView):
             return pagination.paginate(conn, query, deliveries.c.id, args)
 
 
-@blueprint.route("/<int:delivery_id>")
+@blueprint.route(f"/<{ROW_ID}:delivery_id>")
 class DeliveryById(MethodView):
     @blueprint.etag
     @blueprint.response(200, DeliverySchema)

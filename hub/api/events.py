@@ -21,6 +21,7 @@ from marshmallow import Schema, fields
 from hub import current_hub
 from hub.api.auth import principal, scope
 from hub.api.errors import ApiError, Blueprint, not_found
+from hub.api.pagination import ROW_ID
 from hub.api.schemas import Time
 from hub.store import events
 
@@ -60,7 +61,7 @@ def _event(conn: sa.Connection, event_id: int) -> sa.Row:
     return row
 
 
-@blueprint.route("/<int:event_id>")
+@blueprint.route(f"/<{ROW_ID}:event_id>")
 class EventById(MethodView):
     @blueprint.etag
     @blueprint.response(200, EventSchema)
@@ -70,7 +71,7 @@ class EventById(MethodView):
             return _event(conn, event_id)
 
 
-@blueprint.route("/<int:event_id>/replay")
+@blueprint.route(f"/<{ROW_ID}:event_id>/replay")
 class EventReplay(MethodView):
     @blueprint.response(202, ReplaySchema)
     def post(self, event_id: int) -> dict:

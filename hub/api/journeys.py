@@ -17,6 +17,7 @@ from hub.api.auth import scope
 from hub.api.deliveries import DeliverySchema
 from hub.api.errors import Blueprint, not_found
 from hub.api.events import EventSummarySchema
+from hub.api.pagination import ROW_ID
 from hub.api.schemas import Range, TenantFilterSchema, Time
 from hub.store import deliveries, delivery_log, events, journeys, steps, tracking_events
 
@@ -129,7 +130,7 @@ class Journeys(MethodView):
             return pagination.paginate(conn, query, journeys.c.id, args)
 
 
-@blueprint.route("/<int:journey_id>")
+@blueprint.route(f"/<{ROW_ID}:journey_id>")
 class JourneyById(MethodView):
     @blueprint.etag
     @blueprint.response(200, JourneyDetailSchema)

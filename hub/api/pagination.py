@@ -55,13 +55,20 @@ def encode(last_id: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"id": last_id}).encode()).decode().rstrip("=")
 
 
+# the database's ids are 32-bit integers (PostgreSQL `integer`): a bigger one in a path or a
+# cursor names no row, and must be a 404 or a 400 here, not an "integer out of range" error there
+MAX_ROW_ID = 2**31 - 1
+# a path argument that is a row id: `@blueprint.route(f"/<{ROW_ID}:journey_id>")`
+ROW_ID = f"int(min=1, max={MAX_ROW_ID})"
+
+
 def decode(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         value = json.loads(raw)["id"]
     except (binascii.Error, ValueError, KeyError, TypeError):
         raise ApiError(400, "invalid_cursor", "not a cursor this API made", "cursor") from None
-    if not isinstance(value, int) or isinstance(value, bool):
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_ROW_ID + 1:
         raise ApiError(400, "invalid_cursor", "not a cursor this API made", "cursor")
     return value
 
