@@ -53,6 +53,7 @@ ENV_KEYS = (
     "HUB_LOG_FORMAT",
     "HUB_METRICS_TOKEN",
     "HUB_AUTO_MIGRATE",
+    "HUB_TRUSTED_PROXIES",
 )
 DEFAULTS: dict[str, Any] = {
     "HUB_CONFIG_DIR": "config",
@@ -66,6 +67,7 @@ DEFAULTS: dict[str, Any] = {
     "HUB_LOG_LEVEL": "INFO",
     "HUB_LOG_FORMAT": "human",
     "HUB_AUTO_MIGRATE": "1",
+    "HUB_TRUSTED_PROXIES": 0,
 }
 
 
@@ -93,6 +95,7 @@ class Settings:
     # earlier HUB_SECRET_KEYs, still accepted on links already sent (rotation)
     secret_key_fallbacks: tuple[str, ...] = ()
     auto_migrate: bool = True  # HUB_AUTO_MIGRATE=0: start-up refuses a database behind
+    trusted_proxies: int = 0  # HUB_TRUSTED_PROXIES: proxies whose X-Forwarded-* are believed
 
     @property
     def link_keys(self) -> list[str]:
@@ -146,6 +149,7 @@ class Settings:
             metrics_token=values.get("HUB_METRICS_TOKEN") or None,
             auto_migrate=str(values["HUB_AUTO_MIGRATE"]).strip().lower()
             not in ("0", "false", "no", "off"),
+            trusted_proxies=int(_number(values, "HUB_TRUSTED_PROXIES")),
         )
 
 
@@ -358,13 +362,14 @@ def create_app(
         _prepare_database(hub)
         hub.queues  # noqa: B018 - reads the installation id once, at start-up
 
-    from hub import cli, ingress, tracking
+    from hub import cli, dashboard, ingress, tracking
 
     app.register_blueprint(ingress.blueprint)
     metrics.init_app(app, hub)
     app.register_blueprint(tracking.blueprint)
     for plugin_name, blueprint in registry.blueprints:
         app.register_blueprint(blueprint, url_prefix=f"/plugins/{plugin_name}")
+    dashboard.init_app(app, hub)
     cli.register(app)
 
     @app.errorhandler(HTTPException)

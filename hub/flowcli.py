@@ -227,8 +227,8 @@ def preview(
     hub = current_hub()
     tenant = known_tenant(hub, tenant_slug)
     events = _read_events(hub, tenant, event_file, "'EVENT_FILE'", source, headers)
-    with _history(hub) as history:
-        for found in preview_events(Engine(history), tenant, events):
+    with history(hub) as on_history:
+        for found in preview_events(Engine(on_history), tenant, events):
             _print_preview(found, tenant)
 
 
@@ -372,7 +372,7 @@ def _preview_one(engine: Engine, tenant: Any, event: dict, preview: Preview) -> 
 
 
 @contextmanager
-def _history(hub: Any) -> Iterator[Any]:
+def history(hub: Any) -> Iterator[Any]:
     """The hub on its own database when one exists (abandon counts, caps, suppressions and
     plugin data see real history), else on an empty throw-away one for the duration: a
     preview creates no ``var/``. The hub's store itself is swapped because plugins reach it
@@ -539,7 +539,7 @@ def simulate(tenant_slug: str, events_file: Path, horizon: timedelta) -> None:
         raise click.ClickException("no events in the file")
     sent: list[OutboundMessage] = []
     # plugins look addresses up through the hub's own store: the real one, or none when absent
-    with tempfile.TemporaryDirectory() as tmp, _dry_run_logging(), _history(hub):
+    with tempfile.TemporaryDirectory() as tmp, _dry_run_logging(), history(hub):
         store = Store(f"sqlite:///{tmp}/simulate.db")
         migrations.upgrade(store)
         queues = _SimQueues()
