@@ -81,9 +81,9 @@ def _guard() -> Any:
 
     from hub.dashboard.access import load_user, sign_in_redirect
 
+    g.user = load_user()  # first: a refused form's error page still shows who is signed in
     if request.method == "POST":
         current_app.extensions["csrf"].protect()
-    g.user = load_user()
     if request.endpoint in ("dashboard.sign_in", "dashboard.static"):
         return None
     if g.user is None:

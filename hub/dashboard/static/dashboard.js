@@ -20,7 +20,7 @@
       button.addEventListener("click", function () {
         var field = document.getElementById(button.getAttribute("data-copy"));
         field.select();
-        var done = function () { button.textContent = "Copied"; setTimeout(function () { button.textContent = "Copy"; }, 1500); };
+        var done = function () { button.textContent = "Copied"; setTimeout(function () { button.textContent = "Copy"; }, 3000); };
         if (navigator.clipboard && window.isSecureContext) {
           navigator.clipboard.writeText(field.value).then(done, function () { document.execCommand("copy"); done(); });
         } else { document.execCommand("copy"); done(); }
