@@ -165,6 +165,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--journeys", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument(
+        "--keep",
+        metavar="SCHEMA",
+        help="PostgreSQL: seed into this schema once and keep it (re-runs time the pages only)",
+    )
     args = parser.parse_args()
     tenants = ["alpha", "bravo", "charlie", "delta", "echo"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -178,7 +183,9 @@ def main() -> None:
                 '  [[flows.steps]]\n  after = "1h"\n  channels = ["outbox"]\n'
                 '  template = "reminder"\n'
             )
-        schema = f"bench_dashboard_{os.getpid()}" if os.environ.get("DATABASE_URL") else ""
+        schema = args.keep or (
+            f"bench_dashboard_{os.getpid()}" if os.environ.get("DATABASE_URL") else ""
+        )
         app = create_app(
             {
                 "HUB_CONFIG_DIR": str(root / "config"),
@@ -189,14 +196,17 @@ def main() -> None:
         )
         hub = app.extensions["hub"]
         try:
-            started = time.perf_counter()
-            seed(hub.store, tenants, args.journeys, datetime.now(UTC))
-            print(f"seeded {args.journeys} journeys in {time.perf_counter() - started:.0f} s")
-            _analyze(hub.store)
-            create_user(hub.store, "bench@example.com", "bench-password-1", None)
+            with hub.store.begin() as conn:
+                seeded = conn.execute(sa.select(sa.func.count()).select_from(journeys)).scalar()
+            if not seeded:
+                started = time.perf_counter()
+                seed(hub.store, tenants, args.journeys, datetime.now(UTC))
+                print(f"seeded {args.journeys} journeys in {time.perf_counter() - started:.0f} s")
+                _analyze(hub.store)
+                create_user(hub.store, "bench@example.com", "bench-password-1", None)
             _time_pages(app, hub, args.rounds)
         finally:
-            if schema:
+            if schema and not args.keep:
                 with hub.store.engine.begin() as conn:
                     conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
             hub.close()
