@@ -55,6 +55,7 @@ ENV_KEYS = (
     "HUB_AUTO_MIGRATE",
     "HUB_ADMIN_TOKEN",
     "HUB_API_AUTH_LIMIT",
+    "HUB_TRUSTED_PROXIES",
 )
 DEFAULTS: dict[str, Any] = {
     "HUB_CONFIG_DIR": "config",
@@ -69,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "HUB_LOG_FORMAT": "human",
     "HUB_AUTO_MIGRATE": "1",
     "HUB_API_AUTH_LIMIT": "10 per minute",
+    "HUB_TRUSTED_PROXIES": 0,
 }
 
 
@@ -99,6 +101,7 @@ class Settings:
     # an agency admin bearer token for the REST API without a key in the database (bootstrap)
     admin_token: str | None = None
     api_auth_limit: str = "10 per minute"  # failed API authentications per client address
+    trusted_proxies: int = 0  # HUB_TRUSTED_PROXIES: proxies whose X-Forwarded-* are believed
 
     @property
     def link_keys(self) -> list[str]:
@@ -162,6 +165,7 @@ class Settings:
             not in ("0", "false", "no", "off"),
             admin_token=values.get("HUB_ADMIN_TOKEN") or None,
             api_auth_limit=str(values["HUB_API_AUTH_LIMIT"]),
+            trusted_proxies=int(_number(values, "HUB_TRUSTED_PROXIES")),
         )
 
 
@@ -379,7 +383,7 @@ def create_app(
         _prepare_database(hub)
         hub.queues  # noqa: B018 - reads the installation id once, at start-up
 
-    from hub import api, cli, ingress, tracking
+    from hub import api, cli, dashboard, ingress, tracking
 
     app.register_blueprint(ingress.blueprint)
     api.init_app(app, hub)
@@ -387,6 +391,7 @@ def create_app(
     app.register_blueprint(tracking.blueprint)
     for plugin_name, blueprint in registry.blueprints:
         app.register_blueprint(blueprint, url_prefix=f"/plugins/{plugin_name}")
+    dashboard.init_app(app, hub)
     cli.register(app)
 
     @app.errorhandler(HTTPException)

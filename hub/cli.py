@@ -40,12 +40,14 @@ def register(app: Flask) -> None:
     from hub.flowcli import flow_group
     from hub.keyscli import keys_group
     from hub.scaffold import plugin_group
+    from hub.userscli import users_group
 
     app.cli.add_command(demo_command)
     app.cli.add_command(flow_group)
     app.cli.add_command(db_group)
     app.cli.add_command(plugin_group)
     app.cli.add_command(keys_group)
+    app.cli.add_command(users_group)
     hub = app.extensions["hub"]
     for plugin_name, command in hub.registry.commands:
         group = app.cli.commands.get(plugin_name)

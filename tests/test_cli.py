@@ -141,6 +141,9 @@ BAD_INPUT = [
     ("keys create", ["nope"], {}, 2, "no tenant 'nope'; known tenants: bakery"),
     ("keys list", ["--all"], {}, 2, "No such option '--all'"),
     ("keys revoke", ["0123456789ab"], {}, 2, "no active key '0123456789ab'"),
+    ("users create", ["a@b.example", "--tenant", "nope"], {}, 2, "no tenant 'nope'"),
+    ("users delete", ["nobody@agency.example"], {}, 1, "no account for nobody@agency.example"),
+    ("users list", ["--all"], {}, 2, "No such option '--all'"),
 ]
 
 # more bad input for the commands users reach first
