@@ -248,7 +248,7 @@ def _as_abandonment(tenant: Any, event: dict) -> dict | None:
 
 def _preview_one(engine: Engine, tenant: Any, event: dict) -> None:
     with engine.store.begin() as conn:
-        flow = engine._choose_flow(conn, tenant, event)
+        flow = engine.choose_flow(conn, tenant, event)
     if flow is None:
         click.echo(f"no flow of {tenant.slug} matches checkout {event['checkout_id']}")
         return
@@ -264,7 +264,7 @@ def _preview_one(engine: Engine, tenant: Any, event: dict) -> None:
 
     def counter(within: timedelta) -> int:
         with engine.store.begin() as conn:  # one short read per question, no lock held
-            return engine._abandon_counter(conn, tenant, event)(within)
+            return engine.abandon_counter(conn, tenant, event)(within)
 
     for step in flow.steps:
         due = engine.due_time(tenant, stored, event["occurred_at"] + step.after)
@@ -312,7 +312,7 @@ def _choose_channel(engine: Engine, tenant: Any, journey: Any, step: Any, event:
             reasons.append(f"{name}: not installed")
             continue
         context = engine.context(tenant, journey, step, sink)
-        address, _status, reason = engine._eligibility(
+        address, _status, reason = engine.eligibility(
             tenant, journey, sink, config, event, context
         )
         if address is None:
