@@ -26,10 +26,10 @@ import click
 from marshmallow import ValidationError
 from werkzeug.datastructures import Headers
 
-from hub import current_hub, migrations
-from hub.cli import known_tenant, require_database
+from hub import migrations
+from hub.cliparams import DURATION, known_tenant, require_database
 from hub.conditions import facts_for
-from hub.console import DURATION
+from hub.current import current_hub
 from hub.durations import format_duration
 from hub.engine import Engine, inferred_abandonment
 from hub.events import dump_event, first_error_field, load_event
@@ -312,9 +312,7 @@ def _choose_channel(engine: Engine, tenant: Any, journey: Any, step: Any, event:
             reasons.append(f"{name}: not installed")
             continue
         context = engine.context(tenant, journey, step, sink)
-        address, _status, reason = engine.eligibility(
-            tenant, journey, sink, config, event, context
-        )
+        address, _status, reason = engine.eligibility(tenant, journey, sink, config, event, context)
         if address is None:
             reasons.append(f"{name}: {reason}")
             continue
