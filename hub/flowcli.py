@@ -26,10 +26,10 @@ import click
 from marshmallow import ValidationError
 from werkzeug.datastructures import Headers
 
-from hub import current_hub, migrations
-from hub.cli import known_tenant, require_database
+from hub import migrations
+from hub.cliparams import DURATION, known_tenant, require_database
 from hub.conditions import facts_for
-from hub.console import DURATION
+from hub.current import current_hub
 from hub.durations import format_duration
 from hub.engine import Engine, inferred_abandonment
 from hub.events import dump_event, first_error_field, load_event
@@ -344,7 +344,7 @@ def _as_abandonment(tenant: Any, event: dict) -> tuple[dict | None, str | None]:
 
 def _preview_one(engine: Engine, tenant: Any, event: dict, preview: Preview) -> None:
     with engine.store.begin() as conn:
-        flow = engine._choose_flow(conn, tenant, event)
+        flow = engine.choose_flow(conn, tenant, event)
     if flow is None:
         return
     preview.flow = flow.name
@@ -356,7 +356,7 @@ def _preview_one(engine: Engine, tenant: Any, event: dict, preview: Preview) -> 
 
     def counter(within: timedelta) -> int:
         with engine.store.begin() as conn:  # one short read per question, no lock held
-            return engine._abandon_counter(conn, tenant, event)(within)
+            return engine.abandon_counter(conn, tenant, event)(within)
 
     for step in flow.steps:
         due = engine.due_time(tenant, stored, event["occurred_at"] + step.after)
@@ -407,9 +407,7 @@ def choose_channel(
             reasons.append(f"{name}: not installed")
             continue
         context = engine.context(tenant, journey, step, sink)
-        address, _status, reason = engine._eligibility(
-            tenant, journey, sink, config, event, context
-        )
+        address, _status, reason = engine.eligibility(tenant, journey, sink, config, event, context)
         if address is None:
             reasons.append(f"{name}: {reason}")
             continue
