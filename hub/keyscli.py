@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from hub import apikeys, current_hub
-from hub.cli import known_tenant
+from hub import apikeys
+from hub.cliparams import known_tenant
+from hub.current import current_hub
 
 
 @click.group("keys")

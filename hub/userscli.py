@@ -10,8 +10,8 @@ import sys
 
 import click
 
-from hub import current_hub
-from hub.cli import known_tenant
+from hub.cliparams import known_tenant
+from hub.current import current_hub
 from hub.dashboard.accounts import AccountError, create_user, delete_user, list_users
 
 

@@ -6,12 +6,12 @@ import sqlalchemy as sa
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
-from hub import current_hub
 from hub.api import pagination
 from hub.api.auth import scope
 from hub.api.errors import Blueprint, not_found
 from hub.api.pagination import ROW_ID
 from hub.api.schemas import Range, TenantFilterSchema, Time
+from hub.current import current_hub
 from hub.store import deliveries
 
 blueprint = Blueprint("deliveries", __name__, description="Messages and their outcome.")

@@ -18,11 +18,11 @@ import sqlalchemy as sa
 from flask.views import MethodView
 from marshmallow import Schema, fields
 
-from hub import current_hub
 from hub.api.auth import principal, scope
 from hub.api.errors import ApiError, Blueprint, not_found
 from hub.api.pagination import ROW_ID
 from hub.api.schemas import Time
+from hub.current import current_hub
 from hub.store import events
 
 log = logging.getLogger("hub.api")

@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
-from hub import current_hub
 from hub.api import pagination
 from hub.api.auth import scope
 from hub.api.deliveries import DeliverySchema
@@ -19,6 +18,7 @@ from hub.api.errors import Blueprint, not_found
 from hub.api.events import EventSummarySchema
 from hub.api.pagination import ROW_ID
 from hub.api.schemas import Range, TenantFilterSchema, Time
+from hub.current import current_hub
 from hub.store import deliveries, delivery_log, events, journeys, steps, tracking_events
 
 blueprint = Blueprint("journeys", __name__, description="Checkouts and their recovery journeys.")

@@ -12,10 +12,10 @@ from typing import Any
 from flask.views import MethodView
 from marshmallow import Schema, fields
 
-from hub import current_hub
 from hub.api.auth import may_see
 from hub.api.errors import Blueprint, not_found
 from hub.api.schemas import Time
+from hub.current import current_hub
 
 blueprint = Blueprint("tenants", __name__, description="Tenants and their configuration.")
 

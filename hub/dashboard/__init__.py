@@ -15,18 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Flask, Response, g, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-blueprint = Blueprint(
-    "dashboard",
-    __name__,
-    url_prefix="/dashboard",
-    template_folder="templates",
-    static_folder="static",
-    static_url_path="/static",
-)
+from hub.dashboard.site import blueprint
 
 # private data, our own script and styles only; the preview's e-mail is an iframe srcdoc with
 # an empty sandbox (no script, no forms, no same-origin), whose images may come from anywhere

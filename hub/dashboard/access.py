@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from flask import abort, g, redirect, render_template, request, session, url_for
 
-from hub import current_hub
+from hub.current import current_hub
 from hub.dashboard.accounts import User, user_by_id
 from hub.tenants import ConfigIssue
 

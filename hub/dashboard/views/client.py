@@ -9,9 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 from flask import render_template
 
-from hub import current_hub
-from hub.dashboard import alerts, blueprint, figures
+from hub.current import current_hub
+from hub.dashboard import alerts, figures
 from hub.dashboard.access import client
+from hub.dashboard.site import blueprint
 from hub.dashboard.views.journey import journey_rows
 from hub.store import events, utcnow
 

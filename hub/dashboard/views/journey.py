@@ -9,9 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from flask import abort, g, render_template, request
 
-from hub import current_hub
-from hub.dashboard import blueprint
+from hub.current import current_hub
 from hub.dashboard.access import client, clients
+from hub.dashboard.site import blueprint
 from hub.phones import to_e164
 from hub.store import (
     Store,

@@ -7,9 +7,10 @@ from typing import Any
 import redis
 from flask import g, redirect, render_template, url_for
 
-from hub import current_hub
-from hub.dashboard import alerts, blueprint, figures
+from hub.current import current_hub
+from hub.dashboard import alerts, figures
 from hub.dashboard.access import clients
+from hub.dashboard.site import blueprint
 from hub.store import utcnow
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import click
 from flask import redirect, render_template, request, url_for
 
-from hub import current_hub
-from hub.dashboard import blueprint
+from hub.current import current_hub
 from hub.dashboard.access import client, clients
+from hub.dashboard.site import blueprint
 from hub.engine import Engine
 from hub.flowcli import history, preview_events, read_events
 

@@ -8,11 +8,11 @@ from typing import Any
 import redis
 from flask import g, redirect, render_template, request, session, url_for
 
-from hub import current_hub
-from hub.dashboard import blueprint
+from hub.current import current_hub
 from hub.dashboard.access import safe_next
 from hub.dashboard.accounts import authenticate, normalize_email
 from hub.dashboard.ratelimit import SignInLimiter
+from hub.dashboard.site import blueprint
 
 
 @blueprint.route("/sign-in", methods=["GET", "POST"])
