@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from itsdangerous import URLSafeSerializer
 
+from hub import attribution
 from hub.binding import Binding
 from hub.conditions import facts_for
 from hub.durations import format_duration
@@ -146,7 +147,8 @@ class Engine:
                     "checkout.converted": self._on_converted,
                     "checkout.updated": self._on_updated,
                     "checkout.deleted": self._on_deleted,
-                    "checkout.refunded": lambda *_: "recorded (refunds are not acted on)",
+                    # attribution: a refund after a recovery (hub.attribution)
+                    "checkout.refunded": self._on_refunded,
                 }[event["kind"]]
                 note = handler(conn, tenant, event, row.id, effects)
                 status = "processed"
@@ -417,7 +419,6 @@ class Engine:
         self, conn: sa.Connection, tenant: Tenant, event: dict, event_id: int, effects: Effects
     ) -> str:
         now = self.clock()
-        cart = event.get("cart") or {}
         email, phone = identity_of(event["customer"])
         checkout_ids = [event["checkout_id"]]
         if event.get("recovered_from"):
@@ -440,31 +441,20 @@ class Engine:
             )
         ).all()
         stopped = []
+        # attribution (hub.attribution): one journey gets the revenue and the credit
+        recovered = attribution.recovered_journey(rows, checkout_ids, event)
         for journey in rows:
             if journey.status in ("converted", "deleted"):
                 continue
-            sent = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(deliveries)
-                .where(
-                    deliveries.c.journey_id == journey.id, deliveries.c.status.in_(SENT_STATUSES)
-                )
-            ).scalar_one()
-            named = journey.checkout_id in checkout_ids
             self._close(
                 conn,
                 journey.id,
                 "converted",
                 f"converted ({event['event_key']})",
                 now,
-                recovered=bool(sent)
-                or (
-                    named
-                    and event.get("recovered_from") is not None
-                    and journey.checkout_id == event["recovered_from"]
+                **attribution.conversion_values(
+                    conn, journey, recovered, event, event_id, tenant.attribution_window
                 ),
-                recovered_amount=cart.get("total"),
-                recovered_currency=cart.get("currency"),
             )
             stopped.append(journey.id)
         # out of order: a conversion that arrives first leaves a converted marker behind, so
@@ -488,6 +478,11 @@ class Engine:
                     )
                 )
         return f"converted; stopped journeys {stopped}" if stopped else "converted; no open journey"
+
+    def _on_refunded(
+        self, conn: sa.Connection, tenant: Tenant, event: dict, event_id: int, effects: Effects
+    ) -> str:
+        return attribution.on_refunded(self.store, conn, tenant.slug, event)
 
     def _on_deleted(
         self, conn: sa.Connection, tenant: Tenant, event: dict, event_id: int, effects: Effects
@@ -989,6 +984,8 @@ class Engine:
             delay = self.backoff(attempts, exc.retry_after)
             return self._retry_later(attempt_row, delay, f"{exc.reason}; retry in {delay:.0f}s")
         except PermanentError as exc:
+            if exc.bounce:  # attribution: the receiving server refused the message
+                self._bounced(attempt_row, exc.reason)
             return self._failed(attempt_row, exc.reason)
         except Exception as exc:  # OutcomeUnknown or a plugin's own bug mid-send
             reason = exc.args[0] if isinstance(exc, OutcomeUnknown) and exc.args else repr(exc)
@@ -1024,6 +1021,16 @@ class Engine:
         """A permanent failure of this channel: the step goes on with the next one."""
         self._record(attempt, "failed", reason)
         return f"failed ({reason})", False
+
+    def _bounced(self, attempt: _Attempt, reason: str) -> None:
+        """A bounce is a tracking fact too (the failed line in the log says why)."""
+        with self.store.begin() as conn:
+            row = conn.execute(
+                sa.select(deliveries).where(deliveries.c.id == attempt.delivery_id)
+            ).first()
+            attribution.record_tracking(
+                conn, self.store, row, "bounced", self.clock(), reason, log_line=False
+            )
 
     def _retry_later(self, attempt: _Attempt, delay: float, reason: str) -> tuple[str, bool]:
         """Schedule the step again; the retry job claims the ledger row by its attempt count.
@@ -1135,6 +1142,11 @@ class Engine:
         # of database, and a restored database reuses journey ids (hub.tracking checks both)
         bound = [self.hub.installation[:8], journey.id, journey.token]
         unsubscribe = link_serializer(secret, "unsubscribe").dumps([*bound, sink.channel])
+        # attribution: the open pixel (unless the tenant switched it off) and the push click
+        # beacon name the ledger row as the recovery link does (hub.tracking)
+        tracked = [*bound, flow_step.index, sink.name]
+        pixel = link_serializer(secret, "open").dumps(tracked) if tenant.track_opens else None
+        beacon = link_serializer(secret, "click").dumps(tracked)
         recovery = None
         if event.get("recovery_url"):
             token = link_serializer(secret, "recovery").dumps([*bound, flow_step.index, sink.name])
@@ -1146,6 +1158,8 @@ class Engine:
             "recovery_expires_at": event.get("recovery_expires_at"),
             "offer": dict(flow_step.offer) if flow_step.offer else None,
             "unsubscribe_url": f"{base}/u/{unsubscribe}",
+            "open_pixel_url": f"{base}/o/{pixel}.gif" if pixel else None,
+            "click_beacon_url": f"{base}/c/{beacon}",
             "tenant": {"slug": tenant.slug, "name": tenant.name, "support": tenant.support},
             "stage": event.get("stage"),
             "source": event.get("source"),
