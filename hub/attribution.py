@@ -30,6 +30,7 @@ TRACKING_KINDS = ("opened", "clicked", "delivered", "read", "bounced")
 # provider statuses that are tracking facts too (a read message was delivered first)
 PROVIDER_FACTS = {"delivered": ("delivered",), "read": ("delivered", "read")}
 SENT_STATUSES = ("sent", "delivered", "read")
+STAMP_SLACK = timedelta(seconds=1)
 # journey statuses of a checkout that was really abandoned (a pending one never was)
 ABANDONED_STATUSES = ("open", "finished", "no_flow", "unsubscribed", "superseded")
 
@@ -109,8 +110,13 @@ def credit_for(
     conn: sa.Connection, journey_id: int, converted_at: datetime, window: timedelta
 ) -> Credit:
     """The last message clicked, else delivered (or read), else sent, in ``[converted_at -
-    window, converted_at]``; ``Credit(None, "none")`` when the journey sent nothing in it."""
+    window, converted_at]``; ``Credit(None, "none")`` when the journey sent nothing in it.
+
+    The end gets one second of slack: platforms stamp whole seconds (Stripe's ``created``),
+    so a purchase in the second of the click carries a time up to 1 s before it.
+    """
     since = converted_at - window
+    converted_at = converted_at + STAMP_SLACK
     for kind, kinds in (("clicked", ("clicked",)), ("delivered", ("delivered", "read"))):
         row = conn.execute(
             sa.select(tracking_events.c.delivery_id)
