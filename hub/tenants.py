@@ -138,6 +138,8 @@ class Tenant:
     sinks: Mapping[str, Mapping[str, Any]]
     flows: tuple[Flow, ...]
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+    # HTML e-mails carry an open pixel (an estimate: see the README's results section)
+    track_opens: bool = True
 
     def consent_policy(self, channel: str, country: str | None) -> str:
         """What ``unknown`` consent allows on ``channel`` for a customer from ``country``."""
@@ -228,6 +230,7 @@ class TenantSchema(Schema):
     frequency_cap = fields.Nested(FrequencyCapSchema, load_default=None)
     attribution_window = DurationField(load_default=timedelta(days=7))
     support = fields.String(load_default=None)
+    track_opens = fields.Boolean(load_default=True)
     consent = fields.Nested(ConsentSchema, load_default=dict)
     sources = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
     sinks = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
@@ -543,6 +546,7 @@ def _validate(
         sinks=sink_configs,
         flows=tuple(flows),
         raw=raw,
+        track_opens=core["track_opens"],
     )
     return tenant
 

@@ -121,7 +121,8 @@ class Engine:
                     "checkout.converted": self.journeys.on_converted,
                     "checkout.updated": self.inference.on_updated,
                     "checkout.deleted": self.journeys.on_deleted,
-                    "checkout.refunded": lambda *_: "recorded (refunds are not acted on)",
+                    # attribution: a refund after a recovery (hub.attribution)
+                    "checkout.refunded": self.journeys.on_refunded,
                 }[event["kind"]]
                 note = handler(conn, tenant, event, row.id, effects)
                 status = "processed"

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from hub import attribution
 from hub.engine.effects import Scheduler, StepJob
 from hub.engine.ledger import SENT_STATUSES, Attempt, Ledger
 from hub.engine.policy import Policy
@@ -20,7 +21,7 @@ from hub.engine.render import MessageContext
 from hub.engine.runtime import Runtime
 from hub.hookspecs import OutboundMessage, OutcomeUnknown, PermanentError, RetryableError
 from hub.logs import mask
-from hub.store import steps
+from hub.store import deliveries, steps
 from hub.templates import TemplateMissing, message_locales
 from hub.tenants import Tenant
 
@@ -190,6 +191,8 @@ class Attempts:
             delay = self.backoff(attempts, exc.retry_after)
             return self._retry_later(attempt, delay, f"{exc.reason}; retry in {delay:.0f}s")
         except PermanentError as exc:
+            if exc.bounce:  # attribution: the receiving server refused the message
+                self._bounced(attempt, exc.reason)
             return self._failed(attempt, exc.reason)
         except Exception as exc:  # OutcomeUnknown or a plugin's own bug mid-send
             reason = exc.args[0] if isinstance(exc, OutcomeUnknown) and exc.args else repr(exc)
@@ -235,6 +238,16 @@ class Attempts:
         """A permanent failure of this channel: the step goes on with the next one."""
         self.ledger.record(attempt, "failed", reason)
         return f"failed ({reason})", False
+
+    def _bounced(self, attempt: Attempt, reason: str) -> None:
+        """A bounce is a tracking fact too (the failed line in the log says why)."""
+        with self.rt.store.begin() as conn:
+            row = conn.execute(
+                sa.select(deliveries).where(deliveries.c.id == attempt.delivery_id)
+            ).first()
+            attribution.record_tracking(
+                conn, self.rt.store, row, "bounced", self.rt.clock(), reason, log_line=False
+            )
 
     def _retry_later(self, attempt: Attempt, delay: float, reason: str) -> tuple[str, bool]:
         """Schedule the step again; the retry job claims the ledger row by its attempt count.

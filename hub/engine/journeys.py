@@ -12,13 +12,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from hub import attribution
 from hub.engine.effects import Effects, StepJob
 from hub.engine.flows import CLOSED, Flows
-from hub.engine.ledger import SENT_STATUSES
 from hub.engine.policy import Policy
 from hub.engine.runtime import Runtime
 from hub.events import dump_event, identity_of
-from hub.store import deliveries, events, journeys, steps
+from hub.store import events, journeys, steps
 from hub.tenants import Tenant
 
 
@@ -222,7 +222,6 @@ class Journeys:
         self, conn: sa.Connection, tenant: Tenant, event: dict, event_id: int, effects: Effects
     ) -> str:
         now = self.rt.clock()
-        cart = event.get("cart") or {}
         email, phone = identity_of(event["customer"])
         checkout_ids = [event["checkout_id"]]
         if event.get("recovered_from"):
@@ -245,31 +244,20 @@ class Journeys:
             )
         ).all()
         stopped = []
+        # attribution (hub.attribution): one journey gets the revenue and the credit
+        recovered = attribution.recovered_journey(rows, checkout_ids, event)
         for journey in rows:
             if journey.status in ("converted", "deleted"):
                 continue
-            sent = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(deliveries)
-                .where(
-                    deliveries.c.journey_id == journey.id, deliveries.c.status.in_(SENT_STATUSES)
-                )
-            ).scalar_one()
-            named = journey.checkout_id in checkout_ids
             self.close(
                 conn,
                 journey.id,
                 "converted",
                 f"converted ({event['event_key']})",
                 now,
-                recovered=bool(sent)
-                or (
-                    named
-                    and event.get("recovered_from") is not None
-                    and journey.checkout_id == event["recovered_from"]
+                **attribution.conversion_values(
+                    conn, journey, recovered, event, event_id, tenant.attribution_window
                 ),
-                recovered_amount=cart.get("total"),
-                recovered_currency=cart.get("currency"),
             )
             stopped.append(journey.id)
         # out of order: a conversion that arrives first leaves a converted marker behind, so
@@ -293,6 +281,12 @@ class Journeys:
                     )
                 )
         return f"converted; stopped journeys {stopped}" if stopped else "converted; no open journey"
+
+    def on_refunded(
+        self, conn: sa.Connection, tenant: Tenant, event: dict, event_id: int, effects: Effects
+    ) -> str:
+        """A refund after a recovery takes its amount back from the revenue (hub.attribution)."""
+        return attribution.on_refunded(self.rt.store, conn, tenant.slug, event)
 
     # ------------------------------------------------------------------ deleted
 

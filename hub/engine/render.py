@@ -59,6 +59,11 @@ class MessageContext:
         # of database, and a restored database reuses journey ids (hub.tracking checks both)
         bound = [hub.installation[:8], journey.id, journey.token]
         unsubscribe = link_serializer(secret, "unsubscribe").dumps([*bound, sink.channel])
+        # attribution: the open pixel (unless the tenant switched it off) and the push click
+        # beacon name the ledger row as the recovery link does (hub.tracking)
+        tracked = [*bound, flow_step.index, sink.name]
+        pixel = link_serializer(secret, "open").dumps(tracked) if tenant.track_opens else None
+        beacon = link_serializer(secret, "click").dumps(tracked)
         recovery = None
         if event.get("recovery_url"):
             token = link_serializer(secret, "recovery").dumps([*bound, flow_step.index, sink.name])
@@ -70,6 +75,8 @@ class MessageContext:
             "recovery_expires_at": event.get("recovery_expires_at"),
             "offer": dict(flow_step.offer) if flow_step.offer else None,
             "unsubscribe_url": f"{base}/u/{unsubscribe}",
+            "open_pixel_url": f"{base}/o/{pixel}.gif" if pixel else None,
+            "click_beacon_url": f"{base}/c/{beacon}",
             "tenant": {"slug": tenant.slug, "name": tenant.name, "support": tenant.support},
             "stage": event.get("stage"),
             "source": event.get("source"),
