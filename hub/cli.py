@@ -38,12 +38,15 @@ def register(app: Flask) -> None:
     from hub.dbcli import db_group
     from hub.democli import demo_command
     from hub.flowcli import flow_group
+    from hub.reportcli import export_command, report_command
     from hub.scaffold import plugin_group
 
     app.cli.add_command(demo_command)
     app.cli.add_command(flow_group)
     app.cli.add_command(db_group)
     app.cli.add_command(plugin_group)
+    app.cli.add_command(report_command)
+    app.cli.add_command(export_command)
     hub = app.extensions["hub"]
     for plugin_name, command in hub.registry.commands:
         group = app.cli.commands.get(plugin_name)

@@ -316,3 +316,70 @@ def test_as_dict_is_json_ready(bakery):
         data["rows"][0] == {"flow": "default", "step": 0, **data["rows"][0]}
         and data["timezone"] == TZ
     )
+
+
+# ---------------------------------------------------------------- hub report / hub export
+
+SHOP = """
+name = "Bakery"
+timezone = "Europe/Berlin"
+locale = "de"
+currency = "EUR"
+"""
+
+
+@pytest.fixture
+def cli(hub_factory):
+    from click.testing import CliRunner
+
+    from hub.app import create_app
+    from hub.console import HubGroup
+
+    harness = hub_factory({"bakery": SHOP})
+    seed_bakery(harness.hub.store)
+
+    def run(*args: str):
+        group = HubGroup(create_app=lambda state: create_app(harness.config, create_state=state))
+        return CliRunner().invoke(group, list(args))
+
+    return run
+
+
+RANGE = ("--since", "2026-11-01", "--until", "2026-11-03")
+
+
+def test_hub_report_table_is_for_people_in_the_tenants_locale(cli):
+    result = cli("report", "bakery", *RANGE, "--by", "flow")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "by flow" in lines[0] and "Europe/Berlin" in lines[0]
+    default = next(line for line in lines if line.startswith("default"))
+    assert "110,00\xa0€" in default and "66,7%" in default  # de: decimal comma
+    total = next(line for line in lines if line.startswith("Total"))
+    assert "110,00\xa0€, 20,00\xa0$" in total and "50,0%" in total  # never one sum
+    assert any("without a message: 1 (30,00\xa0$)" in line for line in lines)
+    assert any("Refunded after recovery: 10,00\xa0€" in line for line in lines)
+
+
+def test_hub_report_csv_and_json_carry_minor_units_and_currencies(cli):
+    import csv
+    import io
+    import json
+
+    rows = list(
+        csv.DictReader(io.StringIO(cli("report", "bakery", *RANGE, "--format", "csv").stdout))
+    )
+    assert [r["row"] for r in rows] == ["group"] * 3 + ["total"]
+    assert rows[1]["day"] == "2026-11-02" and rows[1]["revenue_minor_EUR"] == "4000"
+    assert rows[-1]["revenue_minor_USD"] == "2000" and rows[-1]["recovery_rate"] == "0.5"
+    data = json.loads(cli("report", "bakery", *RANGE, "--by", "channel", "--format", "json").stdout)
+    assert data["total"]["revenue"] == {"EUR": 11000, "USD": 2000}
+    assert data["rows"][-1]["channel"] is None
+
+
+def test_hub_export_writes_csv_to_stdout(cli):
+    result = cli("export", "bakery", *RANGE, "--email", "bob@example.com")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("journey_id,checkout_id") and len(lines) == 2
+    assert "bob@example.com" in lines[1]
