@@ -20,8 +20,9 @@ Flask view). The figures follow how Klaviyo and CartFlows present recovery, by c
   currencies; refunds are reported too.
 
 Grouped ``by="step"`` or ``by="channel"``, a checkout counts in the row of every step (channel)
-that messaged it, and a recovery in the row of its credited message; checkouts that got no
-message form the row whose ``step`` (``channel``) is ``None``. The total is counted over
+that messaged it, and a recovery in the row of its credited message; the row whose ``step``
+(``channel``) is ``None`` holds the checkouts that got no message and the recoveries credited
+to none. The total is counted over
 checkouts, so it is not the sum of such rows.
 """
 
@@ -169,13 +170,16 @@ def report(
         key = _journey_key(by, zone, since, until, dialect)
         if by in ("step", "channel"):
             rows = _message_rows(conn, scope, by)
-            for row_key, figures in _journey_figures(conn, scope, [_unmessaged()]).items():
-                if row_key == (True,):
-                    rows.setdefault(_none_key(by), Figures()).add(figures)
             for row_key, figures in _credited_figures(conn, scope, by).items():
                 rows.setdefault(row_key, Figures()).add(figures)
             total = _journey_figures(conn, scope, []).get((), Figures())
             total.add(_message_figures(conn, scope, []).get((), Figures()))
+            if total.abandoned:
+                rows[_none_key(by)] = Figures(
+                    abandoned=total.abandoned - total.messaged,
+                    recovered_without_message=total.recovered_without_message,
+                    revenue_without_message=dict(total.revenue_without_message),
+                )
         else:
             rows = _journey_figures(conn, scope, [key])
             for row_key, figures in _message_figures(conn, scope, [key]).items():
@@ -291,10 +295,6 @@ def _sent_exists() -> sa.ColumnElement:
     return sa.exists().where(sent.c.journey_id == journeys.c.id, sent.c.status.in_(SENT_STATUSES))
 
 
-def _unmessaged() -> sa.ColumnElement:
-    return sa.not_(_sent_exists()).label("k_unmessaged")
-
-
 def _without_message() -> sa.ColumnElement:
     """Recovered with no message before: the attribution says ``none``; rows from before
     attribution existed (no ``credit``) say so by having no message sent."""
@@ -365,38 +365,45 @@ def _put(money: dict[str, int], currency: str, amount: Any, present: Any) -> Non
         money[currency] = money.get(currency, 0) + int(amount or 0)
 
 
-def _tracked(kind: str) -> sa.ColumnElement:
-    return sa.exists().where(
-        tracking_events.c.delivery_id == deliveries.c.id, tracking_events.c.kind == kind
-    )
-
-
 def _message_figures(conn: sa.Connection, scope: Any, keys: list) -> dict[tuple, Figures]:
-    """Messages and what happened to them, per key; ``keys`` may name deliveries' columns."""
-    bounced = _tracked("bounced")
-    query = (
+    """Messages and what happened to them, per key; ``keys`` may name deliveries' columns.
+
+    Two grouped joins rather than an ``EXISTS`` per message and kind: tracking events are
+    unique per message and kind, so counting them per kind counts messages, and a hash join
+    over the range beats three index probes per message (measured on a million journeys).
+    """
+    sent = sa.and_(scope, deliveries.c.status.in_(SENT_STATUSES))
+    messages = (
         sa.select(
             *keys,
             sa.func.count(sa.distinct(journeys.c.id)).label("messaged"),
             sa.func.count().label("messages"),
-            _count_if(bounced).label("bounced"),
-            _count_if(_tracked("opened")).label("opened"),
-            _count_if(_tracked("clicked")).label("clicked"),
         )
         .select_from(deliveries.join(journeys, journeys.c.id == deliveries.c.journey_id))
-        .where(scope, deliveries.c.status.in_(SENT_STATUSES))
+        .where(sent)
         .group_by(*keys)
     )
     found = {}
-    for row in conn.execute(query):
+    for row in conn.execute(messages):
         found[tuple(row[: len(keys)])] = Figures(
-            messaged=row.messaged,
-            messages=row.messages,
-            delivered=row.messages - (row.bounced or 0),
-            bounced=row.bounced or 0,
-            opened=row.opened or 0,
-            clicked=row.clicked or 0,
+            messaged=row.messaged, messages=row.messages, delivered=row.messages
         )
+    kind = tracking_events.c.kind
+    tracked = (
+        sa.select(*keys, kind, sa.func.count().label("count"))
+        .select_from(
+            tracking_events.join(deliveries, deliveries.c.id == tracking_events.c.delivery_id).join(
+                journeys, journeys.c.id == deliveries.c.journey_id
+            )
+        )
+        .where(sent, kind.in_(("opened", "clicked", "bounced")))
+        .group_by(*keys, kind)
+    )
+    for row in conn.execute(tracked):
+        figures = found[tuple(row[: len(keys)])]
+        setattr(figures, row.kind, row.count)
+        if row.kind == "bounced":
+            figures.delivered -= row.count
     return found
 
 
