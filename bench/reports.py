@@ -137,6 +137,7 @@ def run(bench: Any) -> dict:
     total = report(store, TENANT, SINCE, UNTIL, by="flow", timezone=tz).total
     found["abandoned_in_month"] = total.abandoned
     store.dispose()
+    print(f"  timed: {json.dumps({k: found[k] for k in ('rows', 'month', 'day')})}", flush=True)
     found["export"] = measure_export(url, schema)
     return found
 

@@ -194,8 +194,11 @@ def _journey_page(
         query = query.where(sa.func.lower(j.email).in_(emails))
     if after is not None:
         at, journey_id = after
+        # the first condition is implied by the second; it lets the index start at the page
+        # instead of reading every earlier row again (a page of a million took minutes)
         query = query.where(
-            sa.or_(j.abandoned_at > at, sa.and_(j.abandoned_at == at, j.id > journey_id))
+            j.abandoned_at >= at,
+            sa.or_(j.abandoned_at > at, sa.and_(j.abandoned_at == at, j.id > journey_id)),
         )
     query = query.order_by(j.abandoned_at, j.id).limit(size)
     return [dict(row._mapping) for row in conn.execute(query)]
