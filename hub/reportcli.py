@@ -16,8 +16,8 @@ from typing import Any
 import click
 from babel.numbers import format_decimal, format_percent
 
-from hub import current_hub
-from hub.cli import known_tenant, require_database
+from hub.cliparams import known_tenant, require_database
+from hub.current import current_hub
 from hub.export import COLUMNS, export_csv
 from hub.money import format_money
 from hub.reports import GROUPINGS, Figures, Report, ReportError, report
