@@ -38,6 +38,7 @@ def register(app: Flask) -> None:
     from hub.democli import demo_command
     from hub.flowcli import flow_group
     from hub.keyscli import keys_group
+    from hub.reportcli import export_command, report_command
     from hub.scaffold import plugin_group
     from hub.userscli import users_group
 
@@ -45,6 +46,8 @@ def register(app: Flask) -> None:
     app.cli.add_command(flow_group)
     app.cli.add_command(db_group)
     app.cli.add_command(plugin_group)
+    app.cli.add_command(report_command)
+    app.cli.add_command(export_command)
     app.cli.add_command(keys_group)
     app.cli.add_command(users_group)
     hub = app.extensions["hub"]
