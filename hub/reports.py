@@ -36,11 +36,11 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from hub.engine.ledger import SENT_STATUSES
 from hub.store import Store, deliveries, journeys, tracking_events
 
 GROUPINGS = ("day", "flow", "step", "channel", "source")
 Grouping = Literal["day", "flow", "step", "channel", "source"]
-SENT_STATUSES = ("sent", "delivered", "read")
 # the longest range one report reads: ten years of days is still a readable CSV
 MAX_DAYS = 3660
 
