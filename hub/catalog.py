@@ -60,7 +60,9 @@ class TenantFile:
     @property
     def served_since(self) -> datetime | None:
         """When the version in service was read from the file (by any process of this var/)."""
-        return datetime.fromtimestamp(self.serving_ns / 1e9, UTC) if self.serving else None
+        if self.serving is None:
+            return None
+        return datetime.fromtimestamp(self.serving_ns / 1e9, UTC)
 
     @property
     def stale(self) -> bool:
