@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from hub import metrics
 from hub.catalog import TenantCatalog
+from hub.lastgood import LastGood
 from hub.logs import configure_logging
 from hub.plugins import Registry, load_plugins
 from hub.queues import EmbeddedRedis, Queues, queue_prefix_problem
@@ -219,14 +220,26 @@ class Hub:
     """Everything one process of the hub needs, built once per app."""
 
     def __init__(
-        self, settings: Settings, registry: Registry, environ: Mapping[str, str], store: Store
+        self,
+        settings: Settings,
+        registry: Registry,
+        environ: Mapping[str, str],
+        store: Store,
+        *,
+        create_state: bool = True,
     ) -> None:
+        """``create_state=False``: read the tenants' shared last good copies, write none."""
         self.settings = settings
         self.registry = registry
         self.settings_problems = settings.problems()
         self.renderer = Renderer(settings.config_dir, registry)
         self.catalog = TenantCatalog(
-            settings.config_dir, registry.sources, registry.sinks, environ, self.renderer
+            settings.config_dir,
+            registry.sources,
+            registry.sinks,
+            environ,
+            self.renderer,
+            last_good=LastGood(settings.var_dir / "tenants-last-good", writable=create_state),
         )
         self.store = store
         self.embedded_redis: EmbeddedRedis | None = None
@@ -373,7 +386,7 @@ def create_app(
     app.config["SECRET_KEY_FALLBACKS"] = list(settings.secret_key_fallbacks)
     store = Store(settings.database_url, settings.database_schema)
     # loading the tenants logs one line per broken tenant; `hub config check` lists the errors
-    hub = Hub(settings, registry, os.environ, store)
+    hub = Hub(settings, registry, os.environ, store, create_state=create_state)
     app.extensions["hub"] = hub
     configure_logging(settings.log_level, settings.log_format, _tenant_secrets(hub.tenants))
     if create_state:

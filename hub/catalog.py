@@ -9,7 +9,11 @@ microseconds, survive gunicorn's fork and need no shutdown, and an idle process 
 be late for.
 
 A file that no longer loads keeps its tenant's last good version in service: a typo in a
-running shop's file must not stop its recovery messages. Every change is logged once per
+running shop's file must not stop its recovery messages. "Last good" is the file's, not this
+process's: a process that never read the version before the broken edit (no request came in
+between) would otherwise serve an older one than its siblings. Whoever loads a good version
+keeps a copy under ``HUB_VAR_DIR`` (:mod:`hub.lastgood`), and a broken file falls back to the
+newer of that copy and the version this process loaded. Every change is logged once per
 process; ``hub config check`` lists the errors.
 """
 
@@ -26,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hub.lastgood import LastGood
 from hub.tenants import ConfigIssue, TemplateLookup, Tenant, load_tenant_file
 
 log = logging.getLogger("hub.tenants")
@@ -46,11 +51,18 @@ class TenantFile:
     racy: bool
     issues: list[ConfigIssue]
     serving: Tenant | None = None  # the version in service: this file's, or its last good one
-    served_since: datetime | None = None
+    serving_ns: int = 0  # when the version in service was read from the file (time.time_ns())
 
     @property
     def slug(self) -> str:
         return self.path.stem
+
+    @property
+    def served_since(self) -> datetime | None:
+        """When the version in service was read from the file (by any process of this var/)."""
+        if self.serving is None:
+            return None
+        return datetime.fromtimestamp(self.serving_ns / 1e9, UTC)
 
     @property
     def stale(self) -> bool:
@@ -71,12 +83,16 @@ class TenantCatalog:
         environ: Mapping[str, str],
         templates: TemplateLookup,
         clock: Callable[[], float] = time.monotonic,
+        last_good: LastGood | None = None,
     ) -> None:
+        """``last_good``: the copies shared with the other processes; without it a broken file
+        falls back to the version this process loaded."""
         self.config_dir = Path(config_dir)
         self._tenant_dir = str(self.config_dir / "tenants")
         self.sources, self.sinks, self.environ = sources, sinks, environ
         self.templates = templates
         self.clock = clock
+        self.last_good = last_good
         self.files: dict[str, TenantFile] = {}  # by path: str, as Path costs on this path
         self._tenants: dict[str, Tenant] = {}
         self._dir_issue: ConfigIssue | None = None
@@ -135,10 +151,13 @@ class TenantCatalog:
             changed = True
             if gone.serving is not None and tenants.pop(gone.slug, None) is not None:
                 log.warning("tenant %s is no longer served: %s was removed", gone.slug, path)
+            if self.last_good is not None:
+                self.last_good.forget(gone.slug)
         for path, stamp in sorted(stamps.items()):
             known = self.files.get(path)
             if known is not None and known.stamp == stamp and not known.racy and not everything:
                 continue
+            read_ns = time.time_ns()  # before the read: the content is at least this new
             try:
                 content = Path(path).read_bytes()
             except OSError:
@@ -148,7 +167,7 @@ class TenantCatalog:
                 known.stamp, known.racy = stamp, _racy(stamp)
                 continue
             changed = True
-            self._load(path, stamp, digest, content, known, tenants, first)
+            self._load(path, stamp, digest, (content, read_ns), known, tenants, first)
         if changed:
             self._tenants = tenants
 
@@ -157,40 +176,30 @@ class TenantCatalog:
         path: str,
         stamp: tuple[int, ...],
         digest: str,
-        content: bytes,
+        read: tuple[bytes, int],
         known: TenantFile | None,
         tenants: dict[str, Tenant],
         first: bool,
     ) -> None:
-        try:
-            text: str | None = content.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None  # the loader reads it again and reports the decoding error
-        try:
-            tenant, issues = load_tenant_file(
-                Path(path),
-                self.sources,
-                self.sinks,
-                self.environ,
-                templates=self.templates,
-                text=text,
-            )
-        except Exception as exc:  # a loader bug must not fail every request of every tenant
-            log.exception("loading %s failed", path)
-            tenant, issues = None, [ConfigIssue(path, "", f"cannot load: {exc!r}")]
+        content, read_ns = read
+        tenant, issues = self._parse(path, content)
         entry = TenantFile(Path(path), stamp, digest, _racy(stamp), issues)
         self.files[path] = entry
         slug = entry.slug
         # a reload forced by a template folder leaves most files as they were: say nothing then
         unchanged = known is not None and known.digest == digest and known.issues == issues
         if tenant is not None and not issues:
-            entry.serving, entry.served_since = tenant, datetime.now(UTC)
+            entry.serving, entry.serving_ns = tenant, read_ns
             tenants[slug] = tenant
+            if self.last_good is not None:
+                self.last_good.put(slug, content, read_ns)
             if not first and not unchanged:
                 log.info("tenant %s %s from %s", slug, "reloaded" if known else "loaded", path)
             return
-        if known is not None and known.serving is not None:
-            entry.serving, entry.served_since = known.serving, known.served_since
+        fallback = self._last_good_version(path, known)
+        if fallback is not None:
+            entry.serving, entry.serving_ns = fallback
+            tenants[slug] = entry.serving
         else:
             tenants.pop(slug, None)
         if unchanged:
@@ -212,6 +221,38 @@ class TenantCatalog:
                 count,
                 path,
             )
+
+    def _parse(self, path: str, content: bytes) -> tuple[Tenant | None, list[ConfigIssue]]:
+        try:
+            text: str | None = content.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None  # the loader reads it again and reports the decoding error
+        try:
+            return load_tenant_file(
+                Path(path),
+                self.sources,
+                self.sinks,
+                self.environ,
+                templates=self.templates,
+                text=text,
+            )
+        except Exception as exc:  # a loader bug must not fail every request of every tenant
+            log.exception("loading %s failed", path)
+            return None, [ConfigIssue(path, "", f"cannot load: {exc!r}")]
+
+    def _last_good_version(self, path: str, known: TenantFile | None) -> tuple[Tenant, int] | None:
+        """The newest good version of a now broken file: the shared copy when another process
+        read a newer one than this process loaded (and it still loads), else this process's."""
+        mine = None
+        if known is not None and known.serving is not None:
+            mine = (known.serving, known.serving_ns)
+        kept = self.last_good.get(Path(path).stem) if self.last_good is not None else None
+        if kept is None or (mine is not None and kept.read_ns <= mine[1]):
+            return mine
+        tenant, issues = self._parse(path, kept.content)
+        if tenant is None or issues:  # valid once, not now (a template folder went away)
+            return mine
+        return tenant, kept.read_ns
 
     def _scan(self) -> dict[str, tuple[int, ...]]:
         """``{path: stat stamp}`` of every tenant file; one ``scandir`` and a stat per file."""

@@ -97,8 +97,9 @@ def run_command(host: str, port: int) -> None:
         click.echo(f"  tenant {slug:<16} source {source:<12} POST {url}")
     for broken in hub.catalog.broken():
         count = len(broken.issues)
+        served = "its last good version served" if broken.serving is not None else "not served"
         click.echo(
-            f"  tenant {broken.slug:<16} not served: {count} error{'s' if count != 1 else ''}, "
+            f"  tenant {broken.slug:<16} {served}: {count} error{'s' if count != 1 else ''}, "
             "run hub config check"
         )
     click.echo("Try it: in another terminal run `hub demo`. Ctrl-C stops everything.")
@@ -276,11 +277,22 @@ def config_check() -> None:
     )
     for problem in problems:
         click.echo(problem, err=True)
-    broken = ", ".join(f.slug for f in hub.catalog.broken())
-    if broken:
+    broken = hub.catalog.broken()
+    dropped = ", ".join(f.slug for f in broken if f.serving is None)
+    kept = ", ".join(
+        f"{f.slug} (read {f.served_since:%Y-%m-%d %H:%M:%S} UTC)"
+        for f in broken
+        if f.serving is not None
+    )
+    if dropped:
         click.echo(
-            f"not served after a restart: {broken}; running hub processes keep serving the "
+            f"not served after a restart: {dropped}; running hub processes keep serving the "
             "last version that loaded without errors",
+            err=True,
+        )
+    if kept:
+        click.echo(
+            f"served in their last good version until fixed (a copy in HUB_VAR_DIR): {kept}",
             err=True,
         )
     if problems:

@@ -1,2 +1,33 @@
 """Shared fixtures come from the hub's own test kit (hub.testing.pytest_plugin, registered as a
-pytest11 entry point), the same one third-party plugin authors use."""
+pytest11 entry point), the same one third-party plugin authors use. Only the packaging tests'
+installed hub lives here: plugin authors have no use for it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtual environment made by deploy/install.sh, the script the Dockerfile runs.
+
+    Made once per run: building the wheel and installing the pinned dependencies is most of a
+    packaging test's time, and the tests that use it only read it (test_deploy) or layer a
+    venv of their own on top of it (test_scaffold)."""
+    venv = tmp_path_factory.mktemp("image") / "venv"
+    done = subprocess.run(
+        ["sh", str(ROOT / "deploy" / "install.sh"), str(venv)],
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return venv

@@ -116,6 +116,20 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _preview(payload: Path, topic: str) -> list[str]:
+    """`hub flow preview` of a saved Shopify payload and its topic header (the README's form)."""
+    return [
+        "flow",
+        "preview",
+        "bakery",
+        str(payload),
+        "--source",
+        "shopify",
+        "--header",
+        f"X-Shopify-Topic: {topic}",
+    ]
+
+
 # (command path, arguments after it, config overrides, exit code, words in the error line)
 BAD_INPUT = [
     ("run", ["--port", "eighty"], {}, 2, "Invalid value for '--port'"),
@@ -328,17 +342,7 @@ def test_help_and_preview_in_a_fresh_directory_create_nothing(tmp_path):
     )
     payload = _files(tmp_path)["payload"]
     assert _hub(tmp_path, "--help").returncode == 0
-    done = _hub(
-        tmp_path,
-        "flow",
-        "preview",
-        "bakery",
-        str(payload),
-        "--source",
-        "shopify",
-        "--header",
-        "X-Shopify-Topic: checkouts/update",
-    )
+    done = _hub(tmp_path, *_preview(payload, "checkouts/update"))
     assert done.returncode == 0, done.stderr
     assert "previewing that abandonment" in done.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config", "in"]
@@ -357,16 +361,7 @@ def test_sweep_never_starts_an_embedded_redis(cli):
 def test_a_shopify_update_previews_the_abandonment_it_becomes(cli):
     """The README's own example: a saved checkouts/update payload and its topic header."""
     payload = _files(cli.root)["payload"]
-    result = cli(
-        "flow",
-        "preview",
-        "bakery",
-        str(payload),
-        "--source",
-        "shopify",
-        "--header",
-        "X-Shopify-Topic: checkouts/update",
-    )
+    result = cli(*_preview(payload, "checkouts/update"))
     assert result.exit_code == 0, result.stdout
     lines = result.stdout.splitlines()
     assert "the hub infers its abandonment at" in lines[0]
@@ -377,16 +372,7 @@ def test_a_shopify_update_previews_the_abandonment_it_becomes(cli):
 
 def test_an_order_payload_previews_no_flow(cli):
     payload = _files(cli.root)["payload"]
-    result = cli(
-        "flow",
-        "preview",
-        "bakery",
-        str(payload),
-        "--source",
-        "shopify",
-        "--header",
-        "X-Shopify-Topic: orders/create",
-    )
+    result = cli(*_preview(payload, "orders/create"))
     assert result.exit_code == 0, result.stdout
     assert result.stdout.strip().endswith("only abandonments start a flow")
 
@@ -394,8 +380,6 @@ def test_an_order_payload_previews_no_flow(cli):
 def test_a_fresh_install_with_a_secret_key_creates_its_var_folder(tmp_path):
     """HUB_SECRET_KEY set means no generated key file, which used to be what made var/: the
     SQLite database then could not be opened on the first start."""
-    from hub.app import create_app
-
     var = tmp_path / "not" / "yet" / "var"
     app = create_app(
         {

@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,21 +18,6 @@ BUILTIN_PLUGINS = {
     "stripe", "email", "outbox", "shopify", "digistore24", "webhook",
     "whatsapp", "webpush", "zendesk", "hubspot", "ticket_webhook",
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtual environment made by deploy/install.sh, the script the Dockerfile runs."""
-    venv = tmp_path_factory.mktemp("image") / "venv"
-    done = subprocess.run(
-        ["sh", str(ROOT / "deploy" / "install.sh"), str(venv)],
-        env={**os.environ, "PYTHON": sys.executable},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return venv
 
 
 def run_installed(venv: Path, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:

@@ -6,12 +6,16 @@ from __future__ import annotations
 import http.client
 import logging
 import os
+import subprocess
+import sys
 import time
 
 import pytest
 from samples import STRIPE_SECRET, stripe_event, stripe_headers, stripe_session, tenant_toml
 
+from hub.app import create_app
 from hub.catalog import TenantCatalog
+from hub.lastgood import LastGood
 from hub.plugins import load_plugins
 from hub.templates import Renderer
 from hub.testing import wait_for
@@ -116,6 +120,37 @@ def test_web_and_worker_pick_up_edited_new_and_broken_tenant_files(hub_factory, 
     assert harness.web_logs().count(still_serving) <= 2  # at most once per gunicorn worker
 
 
+def test_a_web_worker_that_missed_the_rotated_secret_accepts_it_when_the_file_breaks(
+    hub_factory,
+):
+    """The bug behind this test's flakes: gunicorn worker B got no request between the edit
+    that rotated the secret (v2) and a broken edit (v3), so it fell back to v1 and answered
+    401 to webhooks signed with the new secret while worker A answered 202."""
+    busy = hub_factory({"acme": acme(secret=STRIPE_SECRET)})
+    idle = create_app(busy.config)  # a second process of the same host: same config and var/
+    path = busy.config_dir / "tenants" / "acme.toml"
+    path.write_text(acme(secret=NEW_SECRET))
+    busy.hub.catalog.refresh()  # a request reaches A only
+    path.write_text(acme("remider", secret=NEW_SECRET))
+    body = stripe_event(event_id="evt_rotated", session=stripe_session("cs_test_rotated"))
+    signed = stripe_headers(body, NEW_SECRET)
+    idle.extensions["hub"].catalog.refresh()  # B's next request, a second later
+    assert (
+        idle.test_client().post("/webhooks/acme/stripe", data=body, headers=signed).status_code
+        == 202
+    )
+
+    # a process started now (here: hub config check) serves v2 as well, and says so
+    env = {**os.environ, **{k: str(v) for k, v in busy.config.items()}}
+    done = subprocess.run(
+        [sys.executable, "-m", "hub", "config", "check"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1].startswith(
+        "served in their last good version until fixed (a copy in HUB_VAR_DIR): acme (read "
+    )
+
+
 # ----------------------------------------------------------------------- the catalog itself
 
 
@@ -131,20 +166,34 @@ class Clock:
 
 @pytest.fixture
 def catalog(tmp_path):  # noqa: ANN201
+    """``make()`` builds one process's catalog; those made with ``shared=True`` keep their last
+    good copies in one var/, as the processes of one HUB_VAR_DIR do."""
     (tmp_path / "tenants").mkdir()
     registry = load_plugins()
     clock = Clock()
 
-    def make() -> TenantCatalog:
+    def make(shared: bool = False) -> TenantCatalog:
         return TenantCatalog(
-            tmp_path, registry.sources, registry.sinks, {}, Renderer(tmp_path, registry), clock
+            tmp_path,
+            registry.sources,
+            registry.sinks,
+            {},
+            Renderer(tmp_path, registry),
+            clock,
+            last_good=LastGood(tmp_path / "var" / "tenants-last-good") if shared else None,
         )
 
     return tmp_path, clock, make
 
 
-def acme(template: str = "reminder") -> str:
-    return tenant_toml(smtp_url="smtp://127.0.0.1:2525", steps=steps(template))
+def acme(template: str = "reminder", secret: str = STRIPE_SECRET) -> str:
+    return tenant_toml(
+        smtp_url="smtp://127.0.0.1:2525", steps=steps(template), stripe_secret=secret
+    )
+
+
+def secret_of(tenants: TenantCatalog) -> str:
+    return tenants.current()["acme"].sources["stripe"]["webhook_secret"]
 
 
 def test_files_are_looked_at_no_more_than_once_a_second(catalog):
@@ -200,6 +249,73 @@ def test_a_broken_edit_is_logged_once_and_the_last_good_version_served(catalog, 
     assert tenants.current()["acme"].flows[0].steps[0].template == "discount"
     assert tenants.issues() == []
     assert [r.getMessage() for r in caplog.records] == [f"tenant acme reloaded from {path}"]
+
+
+def test_a_process_that_missed_an_edit_serves_it_when_the_next_edit_is_broken(catalog):
+    """Two gunicorn workers load v1; v2 rotates the webhook secret and only one worker gets a
+    request before v3 breaks the file. The other must serve v2 (its secret), not its own v1."""
+    root, clock, make = catalog
+    path = root / "tenants" / "acme.toml"
+    path.write_text(acme(secret=STRIPE_SECRET))
+    busy, idle = make(shared=True), make(shared=True)
+    assert secret_of(busy) == secret_of(idle) == STRIPE_SECRET
+    path.write_text(acme(secret=NEW_SECRET))
+    clock.now += 1
+    assert secret_of(busy) == NEW_SECRET  # idle gets no request now
+    path.write_text(acme("remider", secret=NEW_SECRET))
+    clock.now += 1
+    assert secret_of(idle) == NEW_SECRET
+    assert secret_of(busy) == NEW_SECRET
+    assert [f.slug for f in idle.broken()] == ["acme"]
+    assert secret_of(make(shared=True)) == NEW_SECRET  # a worker started after the broken edit
+
+
+def test_a_process_keeps_its_own_version_when_it_read_a_newer_one_than_the_copy(catalog):
+    root, clock, make = catalog
+    path = root / "tenants" / "acme.toml"
+    path.write_text(acme(secret=STRIPE_SECRET))
+    tenants = make(shared=True)
+    copies = tenants.last_good
+    assert copies is not None
+    path.write_text(acme(secret=NEW_SECRET))
+    clock.now += 1
+    assert secret_of(tenants) == NEW_SECRET
+    kept = copies.get("acme")
+    assert kept is not None
+    copies.put("acme", acme(secret=STRIPE_SECRET).encode(), kept.read_ns - 1)  # a late writer
+    assert copies.get("acme") == kept  # an older read never replaces a newer copy
+    (copies.folder / "acme.toml").write_text(acme(secret=STRIPE_SECRET))  # older than NEW_SECRET's
+    os.utime(copies.folder / "acme.toml", ns=(kept.read_ns - 1, kept.read_ns - 1))
+    path.write_text(acme("remider", secret=NEW_SECRET))
+    clock.now += 1
+    assert secret_of(tenants) == NEW_SECRET
+
+
+def test_a_removed_tenant_file_takes_its_last_good_copy_along(catalog):
+    root, clock, make = catalog
+    path = root / "tenants" / "acme.toml"
+    path.write_text(acme())
+    tenants = make(shared=True)
+    assert "acme" in tenants.current()
+    path.unlink()
+    clock.now += 1
+    assert tenants.current() == {}
+    path.write_text(acme("remider"))  # the slug reused, broken from the start
+    clock.now += 1
+    assert tenants.current() == {}
+    assert make(shared=True).current() == {}
+
+
+def test_without_a_shared_copy_a_process_falls_back_to_the_version_it_loaded(catalog):
+    root, clock, make = catalog
+    path = root / "tenants" / "acme.toml"
+    path.write_text(acme(secret=STRIPE_SECRET))
+    idle = make()  # no var/ to share: what a process did not read it cannot know
+    path.write_text(acme(secret=NEW_SECRET))
+    make()  # another process reads v2 and keeps it to itself
+    path.write_text(acme("remider", secret=NEW_SECRET))
+    clock.now += 1
+    assert secret_of(idle) == STRIPE_SECRET
 
 
 def test_adding_the_missing_template_folder_mends_the_tenant(catalog):

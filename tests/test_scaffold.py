@@ -43,13 +43,26 @@ def test_a_scaffolded_sms_sink_is_under_50_lines(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hub-plugin-acme-sms"]  # no var/
 
 
+def layer_on(venv: Path, base: Path) -> None:
+    """Let ``venv`` see what ``base`` has installed, below its own packages: a ``.pth`` line
+    puts ``base``'s site-packages on ``sys.path`` (pip counts those distributions as installed)."""
+    [own] = venv.glob("lib/python*/site-packages")
+    [under] = base.glob("lib/python*/site-packages")
+    (own / "_installed_hub.pth").write_text(f"{under}\n")
+
+
 @pytest.mark.packaging
-def test_scaffolded_plugins_build_install_and_pass_their_own_tests_in_a_fresh_venv(tmp_path):
+def test_scaffolded_plugins_build_install_and_pass_their_own_tests_in_a_fresh_venv(
+    tmp_path, installed
+):
     for kind, name in (("sink", "acme_sms"), ("source", "acme_shop")):
         done = hub_cli("plugin", "new", kind, name, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
     venv, wheels = tmp_path / "venv", tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # the hub and its pinned dependencies as deploy/install.sh installed them (built once per
+    # run, shared with test_deploy); this venv adds the plugins and the test extras on top
+    layer_on(venv, installed)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "--quiet"]
 
     def run(*args: str) -> None:
@@ -57,7 +70,17 @@ def test_scaffolded_plugins_build_install_and_pass_their_own_tests_in_a_fresh_ve
         assert done.returncode == 0, done.stdout + done.stderr
 
     plugins = [tmp_path / "hub-plugin-acme-sms", tmp_path / "hub-plugin-acme-shop"]
-    run("wheel", "--no-deps", "--wheel-dir", str(wheels), str(ROOT), *map(str, plugins))
+    # one build back-end for the three wheels instead of an isolated one each
+    run("install", "setuptools>=77")
+    run(
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--wheel-dir",
+        str(wheels),
+        str(ROOT),
+        *map(str, plugins),
+    )
     [hub_wheel] = wheels.glob("abandonment_hub-*.whl")
     others = [str(w) for w in wheels.glob("hub_plugin_*.whl")]
     assert len(others) == 2
@@ -84,7 +107,7 @@ def test_scaffolded_plugins_build_install_and_pass_their_own_tests_in_a_fresh_ve
     assert outcome.returncode == 0, outcome.stdout[-6000:] + outcome.stderr[-3000:]
     assert re.search(r"\b4 passed\b", outcome.stdout), outcome.stdout[-2000:]
     listed = subprocess.run(
-        [str(venv / "bin" / "hub"), "plugins"],
+        [str(venv / "bin" / "python"), "-m", "hub", "plugins"],  # the script is in `installed`
         cwd=tmp_path,
         env={**env, "HUB_CONFIG_DIR": str(tmp_path / "config"), "HUB_VAR_DIR": str(tmp_path / "v")},
         capture_output=True,

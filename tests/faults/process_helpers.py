@@ -23,6 +23,8 @@ from contextlib import suppress
 from pathlib import Path
 
 import requests
+from samples import STRIPE_SECRET
+from ticket_stand_ins import WEBHOOK_SECRET
 
 from hub.queues import _redis_binary
 from hub.testing import HubHarness, free_port, wait_for
@@ -30,6 +32,63 @@ from hub.testing import HubHarness, free_port, wait_for
 ROOT = Path(__file__).resolve().parents[2]
 # the stand-ins listen on 127.0.0.1, which a tenant's sink URL may only reach if allowed
 ALLOW_LOOPBACK = {"HUB_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8"}
+PHONE_NUMBER_ID = "1122334455667"  # the WhatsApp sender of the fault tenants
+
+
+def fault_tenant(sinks: str, steps: list[tuple[str, str, str]], name: str = "Acme Shoes") -> str:
+    """A tenant file fed by Stripe with the ``sinks`` tables and one flow whose ``steps`` are
+    ``(after, channels, template)``; WhatsApp may reach a customer whose consent is unknown."""
+    step_tables = "".join(
+        f'\n  [[flows.steps]]\n  after = "{after}"\n  channels = {channels}\n'
+        f'  template = "{template}"'
+        for after, channels, template in steps
+    )
+    return f"""
+name = "{name}"
+timezone = "Europe/Berlin"
+locale = "en"
+currency = "EUR"
+support = "help@acme.example"
+
+[consent]
+email = "opt_in"
+whatsapp = "not_opted_out"
+
+[sources.stripe]
+webhook_secret = "{STRIPE_SECRET}"
+
+{sinks}
+[[flows]]
+name = "default"{step_tables}
+"""
+
+
+def email_sink(smtp_url: str) -> str:
+    return f'[sinks.email]\nsmtp_url = "{smtp_url}"\nfrom = "Acme <shop@acme.example>"\n'
+
+
+def webhook_sink(url: str, timeout: float = 10.0) -> str:
+    """The signed ticket webhook, posting to the stand-in at ``url``."""
+    return (
+        f'[sinks.ticket_webhook]\nurl = "{url}/hooks/tickets"\n'
+        f'secret = "{WEBHOOK_SECRET}"\ntimeout = {timeout}\n'
+    )
+
+
+def whatsapp_sink(url: str, read_timeout: float) -> str:
+    """WhatsApp Cloud API at the stand-in at ``url``, with the step's template mapped."""
+    return f"""[sinks.whatsapp]
+phone_number_id = "{PHONE_NUMBER_ID}"
+access_token = "EAAG-test-token"
+api_base = "{url}/v26.0"
+app_secret = "app_secret_value"
+verify_token = "verify-me"
+read_timeout = {read_timeout}
+
+[sinks.whatsapp.templates.call_prospect]
+name = "cart_reminder"
+body = ["first_name"]
+"""
 
 
 def client() -> requests.Session:

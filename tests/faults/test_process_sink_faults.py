@@ -16,9 +16,16 @@ import threading
 import time
 
 import pytest
-from process_helpers import ALLOW_LOOPBACK, settle
-from samples import STRIPE_SECRET, stripe_event, stripe_headers, stripe_session
-from ticket_stand_ins import WEBHOOK_SECRET, FakeTicketReceiver, abandon
+from process_helpers import (
+    ALLOW_LOOPBACK,
+    email_sink,
+    fault_tenant,
+    settle,
+    webhook_sink,
+    whatsapp_sink,
+)
+from samples import stripe_event, stripe_headers, stripe_session
+from ticket_stand_ins import FakeTicketReceiver, abandon
 
 from hub.engine import Engine
 from hub.testing import RecordedRequest, Reply
@@ -47,39 +54,7 @@ class Timed:
 
 
 def tenant(sinks: str, channels: str = '["ticket_webhook"]', name: str = "Acme Shoes") -> str:
-    return f"""
-name = "{name}"
-timezone = "Europe/Berlin"
-locale = "en"
-currency = "EUR"
-support = "help@acme.example"
-
-[consent]
-email = "opt_in"
-whatsapp = "not_opted_out"
-
-[sources.stripe]
-webhook_secret = "{STRIPE_SECRET}"
-
-{sinks}
-[[flows]]
-name = "default"
-  [[flows.steps]]
-  after = "1s"
-  channels = {channels}
-  template = "call_prospect"
-"""
-
-
-def webhook_sink(url: str, timeout: float = 10.0) -> str:
-    return (
-        f'[sinks.ticket_webhook]\nurl = "{url}/hooks/tickets"\n'
-        f'secret = "{WEBHOOK_SECRET}"\ntimeout = {timeout}\n'
-    )
-
-
-def email_sink(smtp_url: str) -> str:
-    return f'[sinks.email]\nsmtp_url = "{smtp_url}"\nfrom = "Acme <shop@acme.example>"\n'
+    return fault_tenant(sinks, [("1s", channels, "call_prospect")], name=name)
 
 
 def ticket_hub(hub_factory, http_stand_in, script: list, sinks: str = "", **settings):  # noqa: ANN001, ANN003, ANN201
@@ -236,18 +211,7 @@ def test_a_hanging_provider_is_cut_by_its_timeout_while_another_tenant_is_served
 
     slow = Timed(hang)
     stand_in = http_stand_in(slow)
-    whatsapp = f"""[sinks.whatsapp]
-phone_number_id = "1122334455667"
-access_token = "EAAG-test-token"
-api_base = "{stand_in.url}/v26.0"
-app_secret = "app_secret_value"
-verify_token = "verify-me"
-read_timeout = 8
-
-[sinks.whatsapp.templates.call_prospect]
-name = "cart_reminder"
-body = ["first_name"]
-"""
+    whatsapp = whatsapp_sink(stand_in.url, read_timeout=8)
     harness = hub_factory(
         {
             "acme": tenant(whatsapp, '["whatsapp"]'),
@@ -318,18 +282,7 @@ def test_a_send_in_flight_longer_than_sweep_after_is_not_taken_for_a_crash(
     """Two workers; WhatsApp answers after 4 s (read timeout 6 s), the sweep runs after 2 s."""
     slow = Timed(lambda _r: Reply(200, {"messages": [{"id": "wamid.slow"}]}, delay=4))
     stand_in = http_stand_in(slow)
-    whatsapp = f"""[sinks.whatsapp]
-phone_number_id = "1122334455667"
-access_token = "EAAG-test-token"
-api_base = "{stand_in.url}/v26.0"
-app_secret = "app_secret_value"
-verify_token = "verify-me"
-read_timeout = 6
-
-[sinks.whatsapp.templates.call_prospect]
-name = "cart_reminder"
-body = ["first_name"]
-"""
+    whatsapp = whatsapp_sink(stand_in.url, read_timeout=6)
     harness = hub_factory(
         {"acme": tenant(whatsapp, '["whatsapp"]')},
         settings={**ALLOW_LOOPBACK, "HUB_SWEEP_AFTER": 2},

@@ -17,13 +17,21 @@ from __future__ import annotations
 import threading
 
 import pytest
-from process_helpers import ALLOW_LOOPBACK, kill_hard, process_tree, settle
-from samples import STRIPE_SECRET
-from ticket_stand_ins import WEBHOOK_SECRET, FakeTicketReceiver, abandon
+from process_helpers import (
+    ALLOW_LOOPBACK,
+    PHONE_NUMBER_ID,
+    email_sink,
+    fault_tenant,
+    kill_hard,
+    process_tree,
+    settle,
+    webhook_sink,
+    whatsapp_sink,
+)
+from ticket_stand_ins import FakeTicketReceiver, abandon
 
 from hub.testing import RecordedRequest, Reply
 
-PHONE_NUMBER_ID = "1122334455667"
 WAMID = "wamid.HBgNNDkxNTExMjM0NTY3OBUCABEYEjQ1RkEwQjg5"
 HOLD = 30.0  # the provider holds the first request at most this long (the test releases it)
 
@@ -52,33 +60,8 @@ def whatsapp_answer(request: RecordedRequest) -> Reply:
 def tenant(channel_table: str, first_channels: str) -> str:
     """Step 0 goes to the provider under test (e-mail as its fallback), step 1 by e-mail 8 s
     after the abandonment: it must still arrive, once, after the crash."""
-    return f"""
-name = "Acme Shoes"
-timezone = "Europe/Berlin"
-locale = "en"
-currency = "EUR"
-support = "help@acme.example"
-
-[consent]
-email = "opt_in"
-whatsapp = "not_opted_out"
-
-[sources.stripe]
-webhook_secret = "{STRIPE_SECRET}"
-
-{channel_table}
-
-[[flows]]
-name = "default"
-  [[flows.steps]]
-  after = "1s"
-  channels = {first_channels}
-  template = "call_prospect"
-  [[flows.steps]]
-  after = "8s"
-  channels = ["email"]
-  template = "reminder"
-"""
+    steps = [("1s", first_channels, "call_prospect"), ("8s", '["email"]', "reminder")]
+    return fault_tenant(channel_table, steps)
 
 
 # the step's e-mail fallback needs an e-mail version of the staff template (config check)
@@ -86,10 +69,6 @@ FALLBACK_EMAIL = {
     "call_prospect/email.en.subject": "Call {{ customer.name }}",
     "call_prospect/email.en.txt": "Please call {{ customer.name }} about {{ cart.total_display }}.",
 }
-
-
-def email_table(smtp_url: str) -> str:
-    return f'[sinks.email]\nsmtp_url = "{smtp_url}"\nfrom = "Acme <shop@acme.example>"\n'
 
 
 def crash_in_flight(harness, provider) -> None:  # noqa: ANN001
@@ -123,29 +102,15 @@ def test_worker_killed_mid_request_keeps_the_guarantee_and_the_journey(
         receiver = FakeTicketReceiver()
         provider = HoldFirst(receiver)
         stand_in = http_stand_in(provider)
-        table = (
-            f'[sinks.ticket_webhook]\nurl = "{stand_in.url}/hooks/tickets"\n'
-            f'secret = "{WEBHOOK_SECRET}"\ntimeout = 60\n'
-        )
+        table = webhook_sink(stand_in.url, timeout=60)
         channels = '["ticket_webhook", "email"]'
     else:
         provider = HoldFirst(whatsapp_answer)
         stand_in = http_stand_in(provider)
-        table = f"""[sinks.whatsapp]
-phone_number_id = "{PHONE_NUMBER_ID}"
-access_token = "EAAG-test-token"
-api_base = "{stand_in.url}/v26.0"
-app_secret = "app_secret_value"
-verify_token = "verify-me"
-read_timeout = 60
-
-[sinks.whatsapp.templates.call_prospect]
-name = "cart_reminder"
-body = ["first_name"]
-"""
+        table = whatsapp_sink(stand_in.url, read_timeout=60)
         channels = '["whatsapp", "email"]'
     harness = hub_factory(
-        {"acme": tenant(table + email_table(smtp_server.url), channels)},
+        {"acme": tenant(table + email_sink(smtp_server.url), channels)},
         settings=ALLOW_LOOPBACK,
         templates=FALLBACK_EMAIL,
     )
