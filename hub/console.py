@@ -32,7 +32,9 @@ from flask import Flask, current_app
 # Anything else (run, worker, plugin groups) may create what it needs. `db` is here because
 # its app must not migrate, nor refuse a database that is behind: its commands do the work.
 # `plugin new` writes only the package it was asked for, in an author's repository: no var/.
-READ_ONLY = frozenset({"config", "db", "demo", "flow", "log", "plugin", "plugins", "sweep"})
+READ_ONLY = frozenset(
+    {"config", "db", "demo", "erasures", "flow", "log", "plugin", "plugins", "sweep"}
+)
 USAGE = 2
 FAILURE = 1
 _NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", click.exceptions.Exit)

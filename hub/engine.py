@@ -23,6 +23,7 @@ from itsdangerous import URLSafeSerializer
 from hub.binding import Binding
 from hub.conditions import facts_for
 from hub.durations import format_duration
+from hub.erasure import suppression_identities
 from hub.events import identity_of, load_event
 from hub.hookspecs import OutboundMessage, OutcomeUnknown, PermanentError, RetryableError
 from hub.logs import mask, mask_ids
@@ -799,7 +800,7 @@ class Engine:
         email, phone = identity_of(customer)
         if sink.needs_consent:
             with self.store.begin() as conn:
-                ids = [i for i in (email, phone) if i]
+                ids = suppression_identities(self.hub.settings, tenant.slug, email, phone)
                 if ids:
                     hit = conn.execute(
                         sa.select(suppressions.c.channel)

@@ -25,7 +25,7 @@ from babel.numbers import is_currency
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from hub.conditions import Condition, ConditionError, compile_condition
-from hub.durations import parse_duration
+from hub.durations import format_duration, parse_duration
 from hub.spelling import closest, did_you_mean
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -63,6 +63,7 @@ EU_COUNTRIES = frozenset(
 CONSENT_POLICIES = ("opt_in", "not_opted_out")
 # keys the core reads from a [sources.*] table itself; the plugin's schema never sees them
 CORE_SOURCE_KEYS = ("abandon_after",)
+MIN_RETENTION = timedelta(days=1)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -138,6 +139,7 @@ class Tenant:
     sinks: Mapping[str, Mapping[str, Any]]
     flows: tuple[Flow, ...]
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+    retention: timedelta | None = None
 
     def consent_policy(self, channel: str, country: str | None) -> str:
         """What ``unknown`` consent allows on ``channel`` for a customer from ``country``."""
@@ -227,6 +229,8 @@ class TenantSchema(Schema):
     quiet_hours = fields.List(ClockField(), validate=validate.Length(equal=2), load_default=None)
     frequency_cap = fields.Nested(FrequencyCapSchema, load_default=None)
     attribution_window = DurationField(load_default=timedelta(days=7))
+    # how long raw payloads and personal data of closed journeys stay (hub.erasure); None: kept
+    retention = DurationField(load_default=None)
     support = fields.String(load_default=None)
     consent = fields.Nested(ConsentSchema, load_default=dict)
     sources = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
@@ -523,6 +527,11 @@ def _validate(
                 )
             )
 
+    retention, least = core["retention"], max(MIN_RETENTION, core["attribution_window"])
+    if retention is not None and retention < least:
+        # conversions find their journeys by e-mail and phone within attribution_window
+        message = f"must be at least {format_duration(least)} (1d, and attribution_window)"
+        issues.append(ConfigIssue(file, "retention", message))
     cap = core["frequency_cap"]
     tenant = Tenant(
         slug=slug,
@@ -543,6 +552,7 @@ def _validate(
         sinks=sink_configs,
         flows=tuple(flows),
         raw=raw,
+        retention=retention,
     )
     return tenant
 
