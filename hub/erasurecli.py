@@ -16,7 +16,7 @@ from hub.erasure import ErasureResult, erase_counts, erase_person, find_erasures
 from hub.store import events
 
 
-def _tenant_with_data(hub: Any, slug: str) -> None:
+def _tenant_with_data(hub: Any, slug: str, param_hint: str = "'TENANT_SLUG'") -> None:
     """A configured tenant, or one removed from the config whose data is still stored (its
     people may still ask to be erased); else a usage error listing the known ones."""
     if slug in hub.tenants:
@@ -26,9 +26,7 @@ def _tenant_with_data(hub: Any, slug: str) -> None:
         if stored.first() is not None:
             return
     known = ", ".join(sorted(hub.tenants)) or "none (see `hub config check`)"
-    raise click.BadParameter(
-        f"no tenant {slug!r}; known tenants: {known}", param_hint="'TENANT_SLUG'"
-    )
+    raise click.BadParameter(f"no tenant {slug!r}; known tenants: {known}", param_hint=param_hint)
 
 
 def _print(result: ErasureResult, as_json: bool) -> None:
@@ -142,7 +140,7 @@ def retention_run(slug: str | None, dry_run: bool, as_json: bool) -> None:
     hub = current_hub()
     require_database(hub)
     if slug is not None:
-        _tenant_with_data(hub, slug)
+        _tenant_with_data(hub, slug, "'--tenant'")
     tenants = [hub.tenants[slug]] if slug in hub.tenants else []
     if slug is None:
         tenants = list(hub.tenants.values())

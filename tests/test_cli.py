@@ -138,6 +138,9 @@ BAD_INPUT = [
     ("db current", ["now"], {}, 2, "unexpected extra argument"),
     ("db history", ["--all"], {}, 2, "No such option '--all'"),
     ("plugin new", ["sink", "Acme-SMS"], {}, 2, "use lower-case letters, digits and _"),
+    ("erase", ["bakery", "--email", "jane@"], {}, 2, "'jane@' is not an e-mail address"),
+    ("erasures", ["nope"], {}, 2, "no tenant 'nope'; known tenants: bakery"),
+    ("retention run", ["--tenant", "nope"], {}, 2, "no tenant 'nope'; known tenants: bakery"),
 ]
 
 # more bad input for the commands users reach first
