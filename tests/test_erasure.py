@@ -338,3 +338,45 @@ def test_a_bad_retention_is_a_config_error_naming_file_and_key(hub_factory, valu
     result = invoke(harness, "config", "check")
     assert result.exit_code == 1
     assert f"acme.toml: {message}" in result.output, result.output
+
+
+def test_an_address_inside_an_identifier_becomes_a_marker_that_keeps_keys_unique(hub_factory):
+    """Digistore24's checkout ids are ``<email>:<order>``: two orders of one person stay two."""
+    harness = hub_factory({"acme": tenant_toml(smtp_url="smtp://127.0.0.1:1")})
+    now = datetime.now(UTC)
+    with harness.hub.store.begin() as conn:
+        for order in ("A1", "A2"):
+            checkout = f"{JANE}:{order}"
+            payload = {"checkout_id": checkout, "customer": {"email": JANE}}
+            conn.execute(
+                sa.insert(events).values(
+                    tenant="acme",
+                    source="digistore24",
+                    event_key=f"{checkout}:abandoned",
+                    kind="checkout.abandoned",
+                    checkout_id=checkout,
+                    occurred_at=now,
+                    received_at=now,
+                    email=None,  # the address only inside the ids: found through the journey
+                    payload=payload,
+                    status="processed",
+                )
+            )
+            conn.execute(
+                sa.insert(journeys).values(
+                    tenant="acme",
+                    checkout_id=checkout,
+                    source="digistore24",
+                    status="open",
+                    email=JANE,
+                    event=payload,
+                    created_at=now,
+                )
+            )
+    result = erase_person(harness.hub, "acme", email=JANE, actor="test")
+    assert result.rows["events"] == 2 and result.rows["journeys"] == 2
+    ids = sorted(j.checkout_id for j in harness.rows("journeys"))
+    assert ids[0].endswith(":A1") and ids[1].endswith(":A2") and ids[0].startswith("erased-")
+    assert sorted(e.checkout_id for e in harness.rows("events")) == ids
+    assert {j.status for j in harness.rows("journeys")} == {"erased"}
+    assert "jane" not in dump(harness)
