@@ -19,7 +19,7 @@ from test_webpush import Browser, signed, subscribe, webpush_table
 from hub import hookimpl
 from hub.app import create_app
 from hub.console import HubGroup
-from hub.erasure import erase_person, purge_expired
+from hub.erasure import RetentionSchedule, erase_person, purge_expired
 from hub.store import delivery_log, erasures, events, journeys, metadata, tracking_events
 
 JANE = "jane@example.com"
@@ -380,3 +380,39 @@ def test_an_address_inside_an_identifier_becomes_a_marker_that_keeps_keys_unique
     assert sorted(e.checkout_id for e in harness.rows("events")) == ids
     assert {j.status for j in harness.rows("journeys")} == {"erased"}
     assert "jane" not in dump(harness)
+
+
+def test_workers_run_retention_hourly_not_every_sweep(hub_factory):
+    harness = hub_factory(
+        {"acme": 'retention = "30d"\n' + tenant_toml(smtp_url="smtp://127.0.0.1:1")}
+    )
+    old = datetime.now(UTC) - timedelta(days=40)
+
+    def old_event(key: str) -> None:
+        with harness.hub.store.begin() as conn:
+            conn.execute(
+                sa.insert(events).values(
+                    tenant="acme",
+                    source="stripe",
+                    event_key=key,
+                    kind="checkout.abandoned",
+                    checkout_id=key,
+                    occurred_at=old,
+                    received_at=old,
+                    email=JANE,
+                    payload={"checkout_id": key, "customer": {"email": JANE}},
+                    raw="{}",
+                    status="processed",
+                )
+            )
+
+    clock = [1000.0]
+    schedule = RetentionSchedule(harness.hub, every=3600, clock=lambda: clock[0])
+    old_event("evt_1")
+    assert schedule.tick()["acme"]["events"] == 1
+    old_event("evt_2")
+    clock[0] += 60  # the next sweep round
+    assert schedule.tick() == {}
+    clock[0] += 3600
+    assert schedule.tick()["acme"]["events"] == 1
+    assert [e.email for e in harness.rows("events")] == [None, None]
