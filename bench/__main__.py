@@ -9,7 +9,9 @@ Phases (bench/README.md has the method):
    one ``hub worker`` turning Stripe events into one signed ticket POST each, to the same local
    stand-in, interleaved;
 3. scheduling: with ``--pending`` journeys waiting on a step an hour away, how late probe steps
-   fire against their stored due time, and the Redis bytes each pending journey holds.
+   fire against their stored due time, and the Redis bytes each pending journey holds;
+4. reports (only when asked, PostgreSQL): report queries and the CSV export on ``--journeys``
+   journeys (see :mod:`bench.reports`).
 """
 
 from __future__ import annotations
@@ -546,8 +548,12 @@ def main() -> None:
     parser.add_argument("--pending", type=int, default=10_000, help="pending journeys")
     parser.add_argument("--probes", type=int, default=12, help="steps timed at that load")
     parser.add_argument(
-        "--only", choices=("ingest", "worker", "scheduling"), action="append", default=None
+        "--only",
+        choices=("ingest", "worker", "scheduling", "reports"),
+        action="append",
+        default=None,
     )
+    parser.add_argument("--journeys", type=int, default=1_000_000, help="for --only reports")
     parser.add_argument(
         "--database-url",
         default=os.environ.get("DATABASE_URL"),
@@ -577,9 +583,18 @@ def main() -> None:
         if "scheduling" in phases:
             print("scheduling …", flush=True)
             found["scheduling"] = scheduling(bench)
+        if "reports" in phases:
+            from bench import reports
+
+            print("reports …", flush=True)
+            found["reports"] = reports.run(bench)
         with suppress(Exception):
             bench.redis.close()
     report(args, bench, found)
+    if "reports" in found:
+        from bench import reports
+
+        reports.print_report(found["reports"])
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ from typing import Any
 import click
 import sqlalchemy as sa
 
-from hub import current_hub
-from hub.cli import require_database
+from hub.cliparams import require_database
+from hub.current import current_hub
 from hub.erasure import ErasureResult, erase_counts, erase_person, find_erasures, purge_expired
 from hub.store import events
 

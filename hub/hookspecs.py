@@ -97,11 +97,15 @@ class PermanentError(Exception):
     """A send failed for good (invalid address, rejected template, 4xx): do not retry.
 
     The engine records ``reason`` in the delivery log and falls back to the step's next channel.
+    ``bounce=True`` says the recipient's side refused the message itself (an SMTP 5xx to
+    ``RCPT TO`` or ``DATA``, a provider's "undeliverable address"): the hub also records a
+    ``bounced`` tracking event, which results report apart from configuration failures.
     """
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, bounce: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.bounce = bounce
 
 
 class OutcomeUnknown(Exception):

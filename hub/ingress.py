@@ -17,7 +17,7 @@ from flask import Blueprint, Response, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.datastructures import Headers
 
-from hub import current_hub
+from hub.current import current_hub
 from hub.events import first_error_field, identity_of, load_event
 from hub.hookspecs import InboundRequest, IngestOutcome, PayloadError, VerificationError
 from hub.logs import mask, mask_ids

@@ -28,6 +28,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import default as DEFAULT_POLICY
 from email.utils import format_datetime, make_msgid
+from html import escape
 from typing import Any
 
 from hub.hookspecs import OutboundMessage, PermanentError
@@ -156,15 +157,39 @@ def build_email(message: OutboundMessage, config: Mapping[str, Any]) -> EmailMes
     if "txt" in parts:
         email.set_content(parts["txt"], cte="quoted-printable")
         if "html" in parts:
-            email.add_alternative(parts["html"], subtype="html", cte="quoted-printable")
+            email.add_alternative(
+                with_open_pixel(parts["html"], message.context),
+                subtype="html",
+                cte="quoted-printable",
+            )
     else:
-        email.set_content(parts["html"], subtype="html", cte="quoted-printable")
+        email.set_content(
+            with_open_pixel(parts["html"], message.context), subtype="html", cte="quoted-printable"
+        )
     # after the body: set_content() clears every Content-* header already set
     email["Content-Language"] = message.locale.replace("_", "-")
     for key, value in message.headers.items():
         del email[key]
         email[key] = value
     return email
+
+
+def with_open_pixel(html: str, context: Mapping[str, Any]) -> str:
+    """The HTML body with the hub's 1×1 open pixel before ``</body>`` (or at the end).
+
+    Only HTML carries it: a text part cannot load images. A template that already places
+    ``open_pixel_url`` itself is left alone; without the URL (the tenant set
+    ``track_opens = false``) nothing is added.
+    """
+    url = context.get("open_pixel_url")
+    if not url or url in html:
+        return html
+    img = (
+        f'<img src="{escape(url, quote=True)}" width="1" height="1" alt="" '
+        'style="display:block;width:1px;height:1px;border:0">'
+    )
+    end = html.lower().rfind("</body>")
+    return html + img if end < 0 else html[:end] + img + html[end:]
 
 
 def wire_bytes(email: EmailMessage) -> bytes:

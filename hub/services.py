@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from hub.attribution import PROVIDER_FACTS, record_tracking
 from hub.store import deliveries, delivery_log, journeys, plugin_data, suppressions
 
 if TYPE_CHECKING:
@@ -134,6 +135,9 @@ def record_provider_status(
                 at=now,
             )
         )
+        # attribution: delivered / read are tracking facts, once per message (hub.attribution)
+        for kind in PROVIDER_FACTS.get(status, ()):
+            record_tracking(conn, store, row, kind, now, reason, log_line=False)
         if STATUS_RANK.get(status, -1) > STATUS_RANK.get(row.status, -1):
             conn.execute(
                 sa.update(deliveries)

@@ -139,6 +139,8 @@ class Tenant:
     sinks: Mapping[str, Mapping[str, Any]]
     flows: tuple[Flow, ...]
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+    # HTML e-mails carry an open pixel (an estimate: see the README's results section)
+    track_opens: bool = True
     retention: timedelta | None = None
 
     def consent_policy(self, channel: str, country: str | None) -> str:
@@ -232,6 +234,7 @@ class TenantSchema(Schema):
     # how long raw payloads and personal data of closed journeys stay (hub.erasure); None: kept
     retention = DurationField(load_default=None)
     support = fields.String(load_default=None)
+    track_opens = fields.Boolean(load_default=True)
     consent = fields.Nested(ConsentSchema, load_default=dict)
     sources = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
     sinks = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
@@ -552,6 +555,7 @@ def _validate(
         sinks=sink_configs,
         flows=tuple(flows),
         raw=raw,
+        track_opens=core["track_opens"],
         retention=retention,
     )
     return tenant

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, abort, redirect, request
 from itsdangerous import BadSignature
 
-from hub import current_hub
+from hub import attribution
+from hub.current import current_hub
 from hub.engine import link_serializer
 from hub.events import load_event
 from hub.store import delivery_log, journeys, steps, suppressions
@@ -35,8 +36,8 @@ def _page(title: str, body: str, status: int = 200) -> Response:
     )
 
 
-def _load(purpose: str, token: str, fields: int) -> tuple[Any, list]:
-    """The journey a link names and the link's remaining fields; 404 unless it is ours.
+def _resolve(purpose: str, token: str, fields: int) -> tuple[Any, list] | None:
+    """The journey a link names and the link's remaining fields; ``None`` unless it is ours.
 
     A link is ``[installation, journey id, journey token, *fields]``: one mailed by another
     installation or for an earlier journey with the same id (a restored database) finds
@@ -47,18 +48,54 @@ def _load(purpose: str, token: str, fields: int) -> tuple[Any, list]:
     try:
         payload = link_serializer(hub.settings.link_keys, purpose).loads(token)
     except BadSignature:
-        abort(404)
+        return None
+    if not isinstance(payload, list):
+        return None
     if len(payload) == 1 + fields:
         (journey_id, *rest), journey_token = payload, None
-    else:
+    elif len(payload) == 3 + fields:
         installation, journey_id, journey_token, *rest = payload
         if installation != hub.installation[:8]:
-            abort(404)
+            return None
+    else:
+        return None
     with hub.store.begin() as conn:
         journey = conn.execute(sa.select(journeys).where(journeys.c.id == journey_id)).first()
     if journey is None or journey_token not in (None, journey.token):
-        abort(404)
+        return None
     return journey, rest
+
+
+def _load(purpose: str, token: str, fields: int) -> tuple[Any, list]:
+    """:func:`_resolve`, answering 404 for a link that is not ours."""
+    found = _resolve(purpose, token, fields)
+    if found is None:
+        abort(404)
+    return found
+
+
+def _track(journey: Any, step_index: int, sink: str, kind: str, detail: str | None) -> bool:
+    """Record ``kind`` for the ledger row the link names (once per row and kind); a link
+    whose row is gone (or never existed: a preview) still gets its line in the log."""
+    hub = current_hub()
+    now = datetime.now(UTC)
+    with hub.store.begin() as conn:
+        delivery = attribution.delivery_of(conn, journey.id, step_index, sink)
+        if delivery is not None:
+            return attribution.record_tracking(conn, hub.store, delivery, kind, now, detail)
+        conn.execute(
+            sa.insert(delivery_log).values(
+                tenant=journey.tenant,
+                journey_id=journey.id,
+                step_index=step_index,
+                sink=sink,
+                attempt=0,
+                status=kind,
+                reason=detail,
+                at=now,
+            )
+        )
+    return False
 
 
 @blueprint.route("/u/<token>", methods=["GET", "POST"])
@@ -123,25 +160,44 @@ def unsubscribe(token: str) -> Response:
 @blueprint.get("/r/<token>")
 def recover(token: str) -> Response:
     journey, (step_index, sink) = _load("recovery", token, 2)
-    journey_id = journey.id
-    hub = current_hub()
     if not journey.event:
         abort(404)
     event = load_event({**journey.event, "raw": None})
-    with hub.store.begin() as conn:
-        conn.execute(
-            sa.insert(delivery_log).values(
-                tenant=journey.tenant,
-                journey_id=journey_id,
-                step_index=step_index,
-                sink=sink,
-                attempt=0,
-                status="clicked",
-                reason=None,
-                at=datetime.now(UTC),
-            )
-        )
+    _track(journey, step_index, sink, "clicked", "recovery link")
     expires = event.get("recovery_expires_at")
     if not event.get("recovery_url") or (expires and expires <= datetime.now(UTC)):
         return _page("Link expired", "<h1>This link has expired</h1>", 410)
     return redirect(event["recovery_url"], code=302)
+
+
+# 43 bytes: the smallest transparent GIF every mail client shows (GIF89a, 1×1, one colour)
+PIXEL = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
+
+
+@blueprint.get("/o/<token>.gif")
+def opened(token: str) -> Response:
+    """The open pixel of an HTML e-mail. Always the GIF, never an error: a mail client shows a
+    broken image for a 404, and a forged or stale token simply records nothing. Counted once
+    per message; an estimate (mail privacy proxies load every image, see the README)."""
+    found = _resolve("open", token, 2)
+    if found is not None:
+        journey, (step_index, sink) = found
+        _track(journey, step_index, sink, "opened", None)
+    response = Response(PIXEL, mimetype="image/gif")
+    response.headers["Cache-Control"] = "no-store, no-cache, must-revalidate, max-age=0"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+@blueprint.route("/c/<token>", methods=["POST", "GET"])
+def clicked(token: str) -> Response:
+    """The click beacon a push notification's service worker sends on ``notificationclick``
+    (``fetch`` with ``mode: "no-cors"``, so no CORS headers are needed). 204 when recorded or
+    already known; 404 for a token that is not ours."""
+    journey, (step_index, sink) = _load("click", token, 2)
+    _track(journey, step_index, sink, "clicked", "notification click")
+    response = Response(status=204)
+    response.headers["Cache-Control"] = "no-store"
+    return response

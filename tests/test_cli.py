@@ -138,6 +138,14 @@ BAD_INPUT = [
     ("db current", ["now"], {}, 2, "unexpected extra argument"),
     ("db history", ["--all"], {}, 2, "No such option '--all'"),
     ("plugin new", ["sink", "Acme-SMS"], {}, 2, "use lower-case letters, digits and _"),
+    ("report", ["bakery", "--by", "week"], {}, 2, "Invalid value for '--by'"),
+    ("export", ["bakery", "--since", "2026-11-05", "--until", "2026-11-01"], {}, 2, "is before"),
+    ("keys create", ["nope"], {}, 2, "no tenant 'nope'; known tenants: bakery"),
+    ("keys list", ["--all"], {}, 2, "No such option '--all'"),
+    ("keys revoke", ["0123456789ab"], {}, 2, "no active key '0123456789ab'"),
+    ("users create", ["a@b.example", "--tenant", "nope"], {}, 2, "no tenant 'nope'"),
+    ("users delete", ["nobody@agency.example"], {}, 1, "no account for nobody@agency.example"),
+    ("users list", ["--all"], {}, 2, "No such option '--all'"),
     ("erase", ["bakery", "--email", "jane@"], {}, 2, "'jane@' is not an e-mail address"),
     ("erasures", ["nope"], {}, 2, "no tenant 'nope'; known tenants: bakery"),
     ("retention run", ["--tenant", "nope"], {}, 2, "no tenant 'nope'; known tenants: bakery"),
@@ -153,6 +161,11 @@ MORE_BAD_INPUT = [
     ("log", [], {"DATABASE_URL": "postgresql://hub@127.0.0.1:1/hub"}, 1, "database "),
     ("log", [], {"HUB_MAX_BODY_BYTES": "lots"}, 1, "HUB_MAX_BODY_BYTES='lots': expected a num"),
     ("", ["--app", "wsgi"], {}, 2, "No such option '--app'"),
+    ("report", ["nope"], {}, 2, "no tenant 'nope'; known tenants: bakery"),
+    ("report", ["bakery", "--since", "1.11.2026"], {}, 2, "'1.11.2026' does not match"),
+    ("report", ["bakery", "--since", "2026-12-01", "--until", "2026-11-01"], {}, 2, "is before"),
+    ("report", ["bakery", "--format", "xml"], {}, 2, "Invalid value for '--format'"),
+    ("export", ["nope"], {}, 2, "no tenant 'nope'"),
 ]
 
 

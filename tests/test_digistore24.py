@@ -325,6 +325,20 @@ def test_payment_of_the_same_buyer_and_product_converts_the_journey(hub_factory)
     assert converted.payload["customer"]["phone"] == "+12015550123"
 
 
+def test_a_refund_after_the_recovered_payment_is_subtracted_and_shown(hub_factory):
+    harness = hub_factory({"acme": tenant()})
+    assert_ok(post(harness, contact()))
+    harness.run_burst()
+    assert_ok(post(harness, payment()))
+    assert_ok(post(harness, payment(event="on_refund", transaction_id="987", amount_brutto="9.00")))
+    harness.run_burst()
+    [journey] = harness.rows("journeys")
+    assert journey.recovered and journey.credit == "none"  # paid before the first message
+    assert (journey.recovered_amount, journey.refunded_amount) == (4900, 900)
+    [refund] = harness.rows("events", kind="checkout.refunded")
+    assert refund.note == f"refund; journey {journey.id}: refunded 900 of 4900"
+
+
 def test_payment_arriving_before_the_contact_data_sends_nothing(hub_factory):
     harness = hub_factory({"acme": tenant(after="1s")})
     assert_ok(post(harness, payment()))

@@ -115,9 +115,9 @@ def jane_and_bob(hub_factory, smtp_server):
                 tenant="acme",
                 journey_id=journey.id,
                 delivery_id=delivery.id,
-                kind="clicked",
+                kind="bounced",
                 at=now,
-                detail=f"mail client of {JANE} from 203.0.113.9",
+                detail=f"550 5.1.1 <{JANE}> mailbox full, reported by 203.0.113.9",
             )
         )
     return harness

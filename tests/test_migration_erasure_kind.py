@@ -1,4 +1,4 @@
-"""Migration 0004_erasure_kind on a database with erasure records: they stay, and a retention
+"""Migration 0005_erasure_kind on a database with erasure records: they stay, and a retention
 run's record (kind ``retention``, nine characters) fits, on PostgreSQL too."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def test_erasure_records_stay_and_retention_fits(database, store):
         with store.engine.begin() as conn:
             conn.execute(sa.text(f'CREATE SCHEMA "{database[1]}"'))
     with store.migration_lock() as conn:
-        command.upgrade(migrations.alembic_config(conn), "0003_results")
+        command.upgrade(migrations.alembic_config(conn), "0004_users")
     now = datetime.now(UTC)
     with store.engine.begin() as conn:
         conn.execute(
@@ -35,7 +35,7 @@ def test_erasure_records_stay_and_retention_fits(database, store):
         )
 
     done = migrations.upgrade(store)
-    assert (done.before.current, done.after) == ("0003_results", migrations.head())
+    assert (done.before.current, done.after) == ("0004_users", migrations.head())
 
     with store.engine.begin() as conn:
         conn.execute(

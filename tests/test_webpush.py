@@ -287,6 +287,8 @@ def test_subscribed_checkout_gets_an_encrypted_vapid_signed_push(
     assert service.rejections == []
     # the exact payload, decrypted with the browser's private key; customer locale is de
     url = push.payload.pop("url")
+    beacon = push.payload.pop("click")
+    assert beacon.startswith("http://hub.test/c/")
     assert push.payload == {
         "title": "Acme Shoes: Noch unentschlossen?",
         "body": "Ihre Zahlung wurde nicht abgeschlossen. Tippen Sie hier, um weiterzumachen.",
@@ -306,6 +308,45 @@ def test_subscribed_checkout_gets_an_encrypted_vapid_signed_push(
     assert delivery.status == "sent" and delivery.attempts == 1
     assert delivery.provider_id == f"{service.origin}/m/1"
     assert smtp_server.messages == []
+
+
+def test_the_service_workers_click_beacon_counts_one_click_per_push(
+    hub_factory, push_service, smtp_server, tls
+):
+    service, browser = push_service()
+    harness = hub_factory(
+        {"acme": tenant_toml(smtp_url=smtp_server.url, extra=webpush_table(), steps=steps())},
+        settings=local(tls),
+    )
+    subscribe(harness, {"subscription": browser.subscription(), "checkout_id": CHECKOUT})
+    abandon(harness)
+    harness.start_worker()
+    harness.wait_for(lambda: service.pushes, message="a push at the push service")
+    [delivery] = harness.wait_for(lambda: settled(harness), message="delivery settled")
+    beacon = service.pushes[0].payload["click"].removeprefix("http://hub.test")
+
+    # the service worker posts without CORS (mode: "no-cors"), perhaps more than once
+    answers = [harness.client.post(beacon) for _ in range(2)]
+    assert [a.status_code for a in answers] == [204, 204]
+    [click] = harness.rows("tracking_events")
+    assert (click.kind, click.delivery_id, click.journey_id) == (
+        "clicked",
+        delivery.id,
+        delivery.journey_id,
+    )
+    clicks = [r for r in harness.rows("delivery_log") if r.status == "clicked"]
+    assert [(r.sink, r.delivery_id) for r in clicks] == [("webpush", delivery.id)] * 2
+    # a forged beacon records nothing
+    assert harness.client.post(beacon[:-2] + "xx").status_code == 404
+    assert len(harness.rows("tracking_events")) == 1
+
+
+def test_the_service_worker_posts_the_click_beacon_before_opening_the_cart():
+    worker = (ROOT / "plugins/webpush/static/abandonment-hub-sw.js").read_text()
+    click = worker[worker.index('"notificationclick"') :]
+    assert 'fetch(data.click, { method: "POST", mode: "no-cors", keepalive: true })' in click
+    assert "openWindow(data.url)" in click
+    assert "click: data.click" in worker  # kept from the push payload into the notification
 
 
 def test_gone_subscription_is_deleted_and_the_step_falls_back_to_email(

@@ -3,7 +3,7 @@
 * order-form contact data (an abandoned cart; event name configurable, ``of_filled_out`` by
   default) → ``checkout.abandoned`` at stage ``contact``;
 * ``on_payment`` → ``checkout.converted``;
-* ``on_refund`` / ``on_chargeback`` → ``checkout.refunded`` (recorded, not acted on);
+* ``on_refund`` / ``on_chargeback`` → ``checkout.refunded`` (taken off a recovery);
 * ``connection_test`` and every other event → nothing, answered ``OK``.
 
 No order exists for an abandoned cart, so both sides are linked by the checkout id

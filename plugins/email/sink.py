@@ -285,7 +285,14 @@ def _describe(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {text[:160]}" if text else exc.__class__.__name__
 
 
+# a 5xx to these is the receiving side refusing this recipient or this message: a bounce; at
+# MAIL FROM or while connecting it is about our sender or account, not the recipient
+BOUNCE_STAGES = frozenset({"RCPT TO", "DATA", "end of DATA"})
+
+
 def _classify(code: int, reply: bytes | str, stage: str) -> Exception:
     text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
     reason = f"SMTP {code} at {stage}: {text[:200]}"
-    return RetryableError(reason) if 400 <= code < 500 else PermanentError(reason)
+    if 400 <= code < 500:
+        return RetryableError(reason)
+    return PermanentError(reason, bounce=stage in BOUNCE_STAGES)

@@ -57,7 +57,7 @@ def tag_for(stage: str | None, stage_tags: Mapping[str, str]) -> str:
 
 
 def build_payload(message: OutboundMessage, config: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON the service worker receives: ``{title, body, url, icon?, tag}``."""
+    """The JSON the service worker receives: ``{title, body, url, icon?, tag, click?}``."""
     parts = message.parts
     if not parts.get("title", "").strip() or not parts.get("body", "").strip():
         raise PermanentError("the webpush template needs non-empty .title and .body files")
@@ -69,6 +69,9 @@ def build_payload(message: OutboundMessage, config: Mapping[str, Any]) -> dict[s
     }
     if config.get("icon"):
         payload["icon"] = config["icon"]
+    if message.context.get("click_beacon_url"):
+        # the service worker reports the click here (the hub counts it once per push)
+        payload["click"] = message.context["click_beacon_url"]
     return payload
 
 

@@ -4,7 +4,8 @@
  * a service worker only controls pages of the origin it comes from. If the shop already has a
  * service worker, add these two listeners to it instead (one origin, one worker per scope).
  *
- * The payload is JSON: {"title", "body", "url", "icon", "tag"}. The tag is the abandonment
+ * The payload is JSON: {"title", "body", "url", "icon", "tag", "click"}; "click" is the hub's
+ * click beacon, posted when the notification is clicked. The tag is the abandonment
  * stage (cart, contact, payment): a newer push with the same tag replaces the notification on
  * screen instead of stacking a second one.
  */
@@ -18,7 +19,7 @@ self.addEventListener("push", function (event) {
   var options = {
     body: data.body || "",
     tag: data.tag || "cart",
-    data: { url: data.url || "/" }
+    data: { url: data.url || "/", click: data.click || null }
   };
   if (data.icon) options.icon = data.icon;
   event.waitUntil(self.registration.showNotification(data.title || "", options));
@@ -26,7 +27,13 @@ self.addEventListener("push", function (event) {
 
 self.addEventListener("notificationclick", function (event) {
   event.notification.close();
-  var url = event.notification.data && event.notification.data.url;
-  if (!url) return;
-  event.waitUntil(self.clients.openWindow(url));
+  var data = event.notification.data || {};
+  var work = [];
+  if (data.click) {
+    // tell the hub about the click (counted once per push); no-cors: the hub is another origin
+    work.push(fetch(data.click, { method: "POST", mode: "no-cors", keepalive: true })
+      .catch(function () {}));
+  }
+  if (data.url) work.push(self.clients.openWindow(data.url));
+  event.waitUntil(Promise.all(work));
 });

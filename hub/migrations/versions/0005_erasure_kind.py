@@ -1,7 +1,7 @@
 """Erasure records: ``kind`` holds ``retention`` (nine characters; 0003 made it eight).
 
-Revision ID: 0004_erasure_kind
-Revises: 0003_results
+Revision ID: 0005_erasure_kind
+Revises: 0004_users
 Create Date: 2026-12-01
 
 PostgreSQL enforces ``VARCHAR(8)``, so the first retention run's record would fail there (SQLite
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_erasure_kind"
-down_revision = "0003_results"
+revision = "0005_erasure_kind"
+down_revision = "0004_users"
 branch_labels = None
 depends_on = None
 
