@@ -36,6 +36,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(log_command)
     from hub.dbcli import db_group
     from hub.democli import demo_command
+    from hub.erasurecli import COMMANDS as ERASURE_COMMANDS
     from hub.flowcli import flow_group
     from hub.keyscli import keys_group
     from hub.reportcli import export_command, report_command
@@ -50,6 +51,8 @@ def register(app: Flask) -> None:
     app.cli.add_command(export_command)
     app.cli.add_command(keys_group)
     app.cli.add_command(users_group)
+    for command in ERASURE_COMMANDS:
+        app.cli.add_command(command)
     hub = app.extensions["hub"]
     for plugin_name, command in hub.registry.commands:
         group = app.cli.commands.get(plugin_name)
@@ -150,6 +153,7 @@ def worker_command(
     """Run an RQ worker with the scheduler on the hub's queues."""
     from hub import metrics
     from hub.engine import Engine
+    from hub.erasure import RetentionSchedule
 
     hub = current_hub()
     _report_problems(hub)
@@ -159,19 +163,21 @@ def worker_command(
     stop = threading.Event()
     interval = sweep_interval or min(hub.settings.sweep_after / 2, 30.0)
 
+    retention = RetentionSchedule(hub)
+
+    def sweep() -> None:
+        with app.app_context():
+            try:
+                Engine(hub).sweep()
+                retention.tick()  # hourly, not every round
+            except Exception:
+                app.logger.exception("sweep failed")
+
     def sweeper() -> None:
         while not stop.wait(interval):
-            with app.app_context():
-                try:
-                    Engine(hub).sweep()
-                except Exception:
-                    app.logger.exception("sweep failed")
+            sweep()
 
-    with app.app_context():
-        try:
-            Engine(hub).sweep()
-        except Exception:
-            app.logger.exception("sweep failed")
+    sweep()
     thread = threading.Thread(target=sweeper, name="hub-sweeper", daemon=True)
     thread.start()
     try:
@@ -305,14 +311,20 @@ def sweep_command() -> None:
     """Re-queue events and steps that Redis lost (the workers also do this periodically).
 
     Uses the Redis of the running hub and never starts one: a Redis started just for this
-    would hold the re-queued work with no worker to run it."""
+    would hold the re-queued work with no worker to run it. Also runs retention (a tenant's
+    ``retention`` key), as the workers do hourly."""
     from hub.engine import Engine
+    from hub.erasure import purge_all
 
     hub = current_hub()
     _refuse_bad_settings(hub)
     require_database(hub)
     hub.queues.ping()  # unreachable: one line naming REDIS_URL or the embedded socket
-    click.echo(json.dumps(Engine(hub).sweep()))
+    counts: dict[str, Any] = Engine(hub).sweep()
+    purged = purge_all(hub)
+    if purged:
+        counts["retention"] = purged
+    click.echo(json.dumps(counts))
 
 
 @click.command("log")

@@ -32,7 +32,19 @@ from flask import Flask, current_app
 # its app must not migrate, nor refuse a database that is behind: its commands do the work.
 # `plugin new` writes only the package it was asked for, in an author's repository: no var/.
 READ_ONLY = frozenset(
-    {"config", "db", "demo", "export", "flow", "log", "plugin", "plugins", "report", "sweep"}
+    {
+        "config",
+        "db",
+        "demo",
+        "erasures",
+        "export",
+        "flow",
+        "log",
+        "plugin",
+        "plugins",
+        "report",
+        "sweep",
+    }
 )
 USAGE = 2
 FAILURE = 1

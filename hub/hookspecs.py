@@ -404,3 +404,27 @@ def hub_template_filters() -> dict[str, Any]:
     another plugin or Jinja2 itself already has is a start-up error naming both, and neither
     plugin's filter of that name is used (never "last one wins").
     """
+
+
+@hookspec
+def hub_erase_person(
+    services: PluginServices,
+    tenant: str,
+    email: str | None,
+    phone: str | None,
+    checkout_ids: list[str],
+    dry_run: bool,
+) -> int:
+    """Forget what this plugin keeps about one person of ``tenant``; return how many entries.
+
+    Called when an operator erases a person (``hub erase``, the REST API), after the hub has
+    erased its own tables, so a plugin that keeps per-person data in ``services.data`` (push
+    subscriptions bound to an e-mail, a CRM contact id) can honour the request too. ``email``
+    is lower-cased, ``phone`` is E.164, either may be ``None``; ``checkout_ids`` are the
+    person's checkouts the hub knew (a subscription bound to a checkout is theirs as well).
+    With ``dry_run`` change nothing and return how many entries would go. Take only the
+    arguments you need. An exception is reported with the plugin's name and makes the erasure
+    incomplete (the operator sees it and runs it again); entries the hub still finds holding the
+    address in your data afterwards are reported the same way. Called rarely, so it may do I/O
+    (tell a CRM to delete its contact) within a few seconds.
+    """

@@ -226,7 +226,7 @@ erasures = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("tenant", sa.String(64), nullable=False),
     sa.Column("identity_digest", sa.String(64), nullable=False),
-    sa.Column("kind", sa.String(8), nullable=False),  # email | phone | retention
+    sa.Column("kind", sa.String(16), nullable=False),  # email | phone | retention
     sa.Column("actor", sa.String(128)),
     sa.Column("erased_at", UTCDateTime, nullable=False),
     sa.Column("rows", sa.JSON, nullable=False),

@@ -25,7 +25,7 @@ from babel.numbers import is_currency
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from hub.conditions import Condition, ConditionError, compile_condition
-from hub.durations import parse_duration
+from hub.durations import format_duration, parse_duration
 from hub.spelling import closest, did_you_mean
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -63,6 +63,7 @@ EU_COUNTRIES = frozenset(
 CONSENT_POLICIES = ("opt_in", "not_opted_out")
 # keys the core reads from a [sources.*] table itself; the plugin's schema never sees them
 CORE_SOURCE_KEYS = ("abandon_after",)
+MIN_RETENTION = timedelta(days=1)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -140,6 +141,7 @@ class Tenant:
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
     # HTML e-mails carry an open pixel (an estimate: see the README's results section)
     track_opens: bool = True
+    retention: timedelta | None = None
 
     def consent_policy(self, channel: str, country: str | None) -> str:
         """What ``unknown`` consent allows on ``channel`` for a customer from ``country``."""
@@ -229,6 +231,8 @@ class TenantSchema(Schema):
     quiet_hours = fields.List(ClockField(), validate=validate.Length(equal=2), load_default=None)
     frequency_cap = fields.Nested(FrequencyCapSchema, load_default=None)
     attribution_window = DurationField(load_default=timedelta(days=7))
+    # how long raw payloads and personal data of closed journeys stay (hub.erasure); None: kept
+    retention = DurationField(load_default=None)
     support = fields.String(load_default=None)
     track_opens = fields.Boolean(load_default=True)
     consent = fields.Nested(ConsentSchema, load_default=dict)
@@ -526,6 +530,11 @@ def _validate(
                 )
             )
 
+    retention, least = core["retention"], max(MIN_RETENTION, core["attribution_window"])
+    if retention is not None and retention < least:
+        # conversions find their journeys by e-mail and phone within attribution_window
+        message = f"must be at least {format_duration(least)} (1d, and attribution_window)"
+        issues.append(ConfigIssue(file, "retention", message))
     cap = core["frequency_cap"]
     tenant = Tenant(
         slug=slug,
@@ -547,6 +556,7 @@ def _validate(
         flows=tuple(flows),
         raw=raw,
         track_opens=core["track_opens"],
+        retention=retention,
     )
     return tenant
 

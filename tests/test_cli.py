@@ -160,6 +160,9 @@ BAD_INPUT = [
     ("users create", ["a@b.example", "--tenant", "nope"], {}, 2, "no tenant 'nope'"),
     ("users delete", ["nobody@agency.example"], {}, 1, "no account for nobody@agency.example"),
     ("users list", ["--all"], {}, 2, "No such option '--all'"),
+    ("erase", ["bakery", "--email", "jane@"], {}, 2, "'jane@' is not an e-mail address"),
+    ("erasures", ["nope"], {}, 2, "no tenant 'nope'; known tenants: bakery"),
+    ("retention run", ["--tenant", "nope"], {}, 2, "no tenant 'nope'; known tenants: bakery"),
 ]
 
 # more bad input for the commands users reach first

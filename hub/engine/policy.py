@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from hub.durations import format_duration
 from hub.engine.ledger import SENT_STATUSES, identity_key
 from hub.engine.runtime import Runtime
+from hub.erasure import suppression_identities
 from hub.events import identity_of
 from hub.hookspecs import PermanentError
 from hub.quiet_hours import quiet_until, zone_for
@@ -67,7 +68,7 @@ class Policy:
     def _refusal(self, tenant: Tenant, channel: str, event: dict) -> str | None:
         """Why the person may not be contacted on ``channel``: unsubscribed, or no consent."""
         customer = event.get("customer") or {}
-        ids = [i for i in identity_of(customer) if i]
+        ids = suppression_identities(self.rt.hub.settings, tenant.slug, *identity_of(customer))
         if ids:
             with self.rt.store.begin() as conn:
                 hit = conn.execute(

@@ -223,3 +223,26 @@ class SubscriptionBook:
 
     def remove_endpoint(self, tenant: str, endpoint: str) -> bool:
         return self.remove(tenant, subscription_key(endpoint))
+
+    def forget_person(
+        self, tenant: str, email: str | None, checkout_ids: list[str], dry_run: bool = False
+    ) -> int:
+        """Forget the subscriptions bound to this e-mail or these checkouts, and the index
+        entries naming them (erasure of a person); how many entries went (or would go)."""
+        indexes = [_index_key("checkout", c) for c in checkout_ids]
+        if email:
+            indexes.append(_index_key("email", email))
+        doomed: set[str] = set()
+        for index in indexes:
+            pointer = self.data.get(tenant, index)
+            if pointer is None:
+                continue
+            doomed.add(index)
+            record = self.data.get(tenant, pointer["subscription"])
+            if record is not None:
+                doomed.add(pointer["subscription"])
+                doomed.update(record.get("bindings", {}).values())
+        if not dry_run:
+            for key in sorted(doomed):
+                self.data.delete(tenant, key)
+        return len(doomed)
