@@ -62,7 +62,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column("tenant", sa.String(64), nullable=False),
         sa.Column("identity_digest", sa.String(64), nullable=False),
-        sa.Column("kind", sa.String(8), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("actor", sa.String(128), nullable=True),
         sa.Column("erased_at", sa.DateTime(), nullable=False),
         sa.Column("rows", sa.JSON(), nullable=False),
