@@ -265,7 +265,7 @@ def worker(bench: Bench) -> dict:
     from rq import Queue
 
     bare_queue = Queue(f"bench-bare-{secrets.token_hex(3)}", connection=bench.redis)
-    hub_keys = [q.key for q in hub.queues.all]
+    hub_keys = [hub.queues.event_list, *(q.key for q in hub.queues.all)]
     rates: dict[str, list[float]] = {"bare": [], "hub": []}
     n = args.messages
     try:
@@ -359,7 +359,7 @@ def scheduling(bench: Bench) -> dict:
             return conn.execute(query.select_from(steps)).scalar_one()
 
     def idle() -> bool:
-        return all(q.count == 0 for q in hub.queues.all)
+        return hub.queues.queued_events() == 0 and all(q.count == 0 for q in hub.queues.all)
 
     try:
         time.sleep(3)  # the worker's start-up, scheduler and first sweep
