@@ -166,6 +166,20 @@ def ingest(bench: Bench, wrk: Wrk) -> dict:
     # the baselines do not dedupe, so a fixed set of signed bodies serves every round
     bare_file = bodies.write(bench.tmp / "bare.txt", 4000, "bare")
     hub_app(env).extensions["hub"].close()  # tables exist before two workers start at once
+    base_env, tree = None, ROOT
+    if args.baseline_tree:  # the same hub at another commit, in the same interleaved rounds
+        tree = Path(args.baseline_tree).resolve()
+        base_env = {
+            **bench.hub_env("ingest-base", {"bench": tenant("1h", "http://127.0.0.1:9/unused")}),
+            "PYTHONPATH": str(tree),
+        }
+        subprocess.run(  # its tables, by its own migrations
+            [sys.executable, "-c", "from hub.app import create_app; create_app()"],
+            env=base_env,
+            cwd=tree,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     servers = {
         "lpush": Gunicorn(
             "bench.bare_app:lpush_app", env, bench.tmp / "lpush.log", threads=args.threads
@@ -175,14 +189,18 @@ def ingest(bench: Bench, wrk: Wrk) -> dict:
         ),
         "hub": Gunicorn("wsgi:app", env, bench.tmp / "hub.log", threads=args.threads),
     }
+    if base_env is not None:
+        servers["base"] = Gunicorn(
+            "wsgi:app", base_env, bench.tmp / "base.log", threads=args.threads, root=tree
+        )
     results: dict[str, list[WrkResult]] = {name: [] for name in servers}
     try:
         warm = bodies.write(bench.tmp / "warm.txt", 3000, f"warm{secrets.token_hex(3)}")
         for name, server in servers.items():
-            wrk.run(server.port, bare_file if name != "hub" else warm, 1.0)
+            wrk.run(server.port, warm if name in ("hub", "base") else bare_file, 1.0)
         for r in range(args.rounds):
             for name, server in servers.items():
-                if name == "hub":
+                if name in ("hub", "base"):
                     # every hub request a new event: enough bodies for the fastest rate seen
                     ceiling = max(x.rps for x in results["lpush"])
                     count = int(ceiling * args.seconds * 1.3) + 1000
@@ -190,7 +208,7 @@ def ingest(bench: Bench, wrk: Wrk) -> dict:
                 else:
                     file = bare_file
                 result = wrk.run(server.port, file, args.seconds, args.connections)
-                if name == "hub" and result.requests > count:
+                if name in ("hub", "base") and result.requests > count:
                     print(f"  note: hub round {r} reused {result.requests - count} bodies")
                 results[name].append(result)
                 print(f"  round {r + 1} {name:<8} {result.rps:8.0f} req/s", flush=True)
@@ -490,14 +508,19 @@ def report(args: argparse.Namespace, bench: Bench, found: dict) -> None:
             "lpush": "bare HMAC + Redis LPUSH",
             "enqueue": "bare HMAC + RQ enqueue",
             "hub": "hub Stripe ingest (stored in DB)",
+            "base": f"the same, at {args.baseline_tree}"[:34],
         }
         for key, label in names.items():
+            if key not in r:
+                continue
             p50 = statistics.median(x.p50_ms for x in r[key])
             p99 = statistics.median(x.p99_ms for x in r[key])
             print(
                 f"  {label:<34} {med[key]:7.0f} {med[key] / med['lpush']:8.2f} "
                 f"{p50:7.1f} {p99:7.1f}"
             )
+        if "base" in med:
+            print(f"  hub ÷ the same at {args.baseline_tree}: {med['hub'] / med['base']:.2f}")
         half = found["ingest"]["half"]
         print(
             f"  hub / RQ enqueue endpoint: {med['hub'] / med['enqueue']:.2f}   "
@@ -545,6 +568,12 @@ def main() -> None:
     parser.add_argument("--worker-rounds", type=int, default=2)
     parser.add_argument("--pending", type=int, default=10_000, help="pending journeys")
     parser.add_argument("--probes", type=int, default=12, help="steps timed at that load")
+    parser.add_argument(
+        "--baseline-tree",
+        default=None,
+        help="ingest: also run the hub of this checkout (e.g. a `git worktree` of an earlier "
+        "commit) in the same interleaved rounds, for a before/after in one run",
+    )
     parser.add_argument(
         "--only", choices=("ingest", "worker", "scheduling"), action="append", default=None
     )

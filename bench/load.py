@@ -190,7 +190,13 @@ class Gunicorn:
     several commits with one fsync)."""
 
     def __init__(
-        self, app: str, env: dict[str, str], log: Path, workers: int = 2, threads: int = 0
+        self,
+        app: str,
+        env: dict[str, str],
+        log: Path,
+        workers: int = 2,
+        threads: int = 0,
+        root: Path = ROOT,
     ) -> None:
         self.app = app
         self.port = free_port()
@@ -206,7 +212,7 @@ class Gunicorn:
                 str(workers),
                 *(["--worker-class", "gthread", "--threads", str(threads)] if threads else []),
                 "--chdir",
-                str(ROOT),
+                str(root),
                 "--log-level",
                 "warning",
                 app,
