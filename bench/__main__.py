@@ -170,7 +170,7 @@ def ingest(bench: Bench, wrk: Wrk) -> dict:
     if args.baseline_tree:  # the same hub at another commit, in the same interleaved rounds
         tree = Path(args.baseline_tree).resolve()
         base_env = {
-            **bench.hub_env("ingest-base", {"bench": tenant("1h", "http://127.0.0.1:9/unused")}),
+            **bench.hub_env("ingest_base", {"bench": tenant("1h", "http://127.0.0.1:9/unused")}),
             "PYTHONPATH": str(tree),
         }
         subprocess.run(  # its tables, by its own migrations
