@@ -207,11 +207,17 @@ def ingest(bench: Bench, wrk: Wrk) -> dict:
                     file = bodies.write(bench.tmp / "hub.txt", count, f"r{r}{secrets.token_hex(3)}")
                 else:
                     file = bare_file
+                cpu = server.cpu()
                 result = wrk.run(server.port, file, args.seconds, args.connections)
+                result.cpu_ms = (server.cpu() - cpu) * 1000 / max(result.requests, 1)
                 if name in ("hub", "base") and result.requests > count:
                     print(f"  note: hub round {r} reused {result.requests - count} bodies")
                 results[name].append(result)
-                print(f"  round {r + 1} {name:<8} {result.rps:8.0f} req/s", flush=True)
+                print(
+                    f"  round {r + 1} {name:<8} {result.rps:8.0f} req/s "
+                    f"{result.cpu_ms:6.2f} CPU ms/req",
+                    flush=True,
+                )
             bench.clear_redis()
         hub_rate = statistics.median(x.rps for x in results["hub"])
         half_file = bodies.write(
@@ -503,7 +509,10 @@ def report(args: argparse.Namespace, bench: Bench, found: dict) -> None:
             f"wrk -c {args.connections}, {args.rounds} interleaved rounds of "
             f"{args.seconds:g} s, medians"
         )
-        print(f"  {'endpoint':<34} {'req/s':>7} {'× LPUSH':>8} {'p50 ms':>7} {'p99 ms':>7}")
+        print(
+            f"  {'endpoint':<34} {'req/s':>7} {'× LPUSH':>8} {'p50 ms':>7} {'p99 ms':>7} "
+            f"{'CPU ms/req':>10}"
+        )
         names = {
             "lpush": "bare HMAC + Redis LPUSH",
             "enqueue": "bare HMAC + RQ enqueue",
@@ -515,9 +524,10 @@ def report(args: argparse.Namespace, bench: Bench, found: dict) -> None:
                 continue
             p50 = statistics.median(x.p50_ms for x in r[key])
             p99 = statistics.median(x.p99_ms for x in r[key])
+            cpu = statistics.median(x.cpu_ms or 0.0 for x in r[key])
             print(
                 f"  {label:<34} {med[key]:7.0f} {med[key] / med['lpush']:8.2f} "
-                f"{p50:7.1f} {p99:7.1f}"
+                f"{p50:7.1f} {p99:7.1f} {cpu:10.2f}"
             )
         if "base" in med:
             print(f"  hub ÷ the same at {args.baseline_tree}: {med['hub'] / med['base']:.2f}")
