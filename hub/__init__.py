@@ -44,6 +44,7 @@ from hub.hookspecs import (
     hookimpl,
     parse_json,
 )
+from hub.version import __version__ as __version__
 
 if TYPE_CHECKING:
     from hub.durations import format_duration, parse_duration
@@ -72,7 +73,6 @@ if TYPE_CHECKING:
     from hub.services import PluginData, PluginServices, error_response
     from hub.tickets import TicketSink, priority_field, ticket_text
 
-__version__ = "0.1.0"
 
 # name -> module that defines it, imported on first access (PEP 562)
 _LAZY = {
@@ -179,6 +179,6 @@ def current_hub():  # noqa: ANN201
     Not for plugins: what a plugin may do is its :class:`PluginServices` (a test keeps the
     built-in plugins from importing this).
     """
-    from flask import current_app
+    from hub.current import current_hub as _current_hub
 
-    return current_app.extensions["hub"]
+    return _current_hub()

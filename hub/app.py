@@ -53,6 +53,9 @@ ENV_KEYS = (
     "HUB_LOG_FORMAT",
     "HUB_METRICS_TOKEN",
     "HUB_AUTO_MIGRATE",
+    "HUB_ADMIN_TOKEN",
+    "HUB_API_AUTH_LIMIT",
+    "HUB_TRUSTED_PROXIES",
 )
 DEFAULTS: dict[str, Any] = {
     "HUB_CONFIG_DIR": "config",
@@ -66,6 +69,8 @@ DEFAULTS: dict[str, Any] = {
     "HUB_LOG_LEVEL": "INFO",
     "HUB_LOG_FORMAT": "human",
     "HUB_AUTO_MIGRATE": "1",
+    "HUB_API_AUTH_LIMIT": "10 per minute",
+    "HUB_TRUSTED_PROXIES": 0,
 }
 
 
@@ -93,6 +98,10 @@ class Settings:
     # earlier HUB_SECRET_KEYs, still accepted on links already sent (rotation)
     secret_key_fallbacks: tuple[str, ...] = ()
     auto_migrate: bool = True  # HUB_AUTO_MIGRATE=0: start-up refuses a database behind
+    # an agency admin bearer token for the REST API without a key in the database (bootstrap)
+    admin_token: str | None = None
+    api_auth_limit: str = "10 per minute"  # failed API authentications per client address
+    trusted_proxies: int = 0  # HUB_TRUSTED_PROXIES: proxies whose X-Forwarded-* are believed
 
     @property
     def link_keys(self) -> list[str]:
@@ -102,8 +111,16 @@ class Settings:
 
     def problems(self) -> list[str]:
         """Settings the hub cannot run with, one line each (``hub config check`` lists them)."""
-        found = queue_prefix_problem(self.queue_prefix)
-        return [found] if found else []
+        from limits import parse
+
+        found = [queue_prefix_problem(self.queue_prefix)]
+        try:
+            parse(self.api_auth_limit)
+        except ValueError:
+            found.append(
+                f"HUB_API_AUTH_LIMIT={self.api_auth_limit!r} is invalid: use e.g. '10 per minute'"
+            )
+        return [problem for problem in found if problem]
 
     @classmethod
     def resolve(
@@ -146,6 +163,9 @@ class Settings:
             metrics_token=values.get("HUB_METRICS_TOKEN") or None,
             auto_migrate=str(values["HUB_AUTO_MIGRATE"]).strip().lower()
             not in ("0", "false", "no", "off"),
+            admin_token=values.get("HUB_ADMIN_TOKEN") or None,
+            api_auth_limit=str(values["HUB_API_AUTH_LIMIT"]),
+            trusted_proxies=int(_number(values, "HUB_TRUSTED_PROXIES")),
         )
 
 
@@ -277,7 +297,12 @@ class Hub:
 
 def _known_secrets(settings: Settings) -> list[str]:
     """Secret values of the settings, masked literally wherever a log line shows them."""
-    keys = (settings.secret_key, settings.metrics_token, *settings.secret_key_fallbacks)
+    keys = (
+        settings.secret_key,
+        settings.metrics_token,
+        settings.admin_token,
+        *settings.secret_key_fallbacks,
+    )
     return [key for key in keys if key]
 
 
@@ -358,14 +383,15 @@ def create_app(
         _prepare_database(hub)
         hub.queues  # noqa: B018 - reads the installation id once, at start-up
 
-    from hub import cli, ingress, tracking
+    from hub import api, cli, dashboard, ingress, tracking
 
     app.register_blueprint(ingress.blueprint)
-    app.session_interface = ingress.NoSessionOnWebhooks()
+    api.init_app(app, hub)
     metrics.init_app(app, hub)
     app.register_blueprint(tracking.blueprint)
     for plugin_name, blueprint in registry.blueprints:
         app.register_blueprint(blueprint, url_prefix=f"/plugins/{plugin_name}")
+    dashboard.init_app(app, hub)
     cli.register(app)
 
     @app.errorhandler(HTTPException)

@@ -12,15 +12,14 @@ import sys
 import threading
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import click
 import sqlalchemy as sa
 from flask import Flask
 
-from hub import current_hub
-from hub.console import SINCE
+from hub.cliparams import SINCE, known_tenant, require_database
+from hub.current import current_hub
 from hub.logs import mask
 from hub.store import deliveries, delivery_log, journeys
 
@@ -38,12 +37,16 @@ def register(app: Flask) -> None:
     from hub.dbcli import db_group
     from hub.democli import demo_command
     from hub.flowcli import flow_group
+    from hub.keyscli import keys_group
     from hub.scaffold import plugin_group
+    from hub.userscli import users_group
 
     app.cli.add_command(demo_command)
     app.cli.add_command(flow_group)
     app.cli.add_command(db_group)
     app.cli.add_command(plugin_group)
+    app.cli.add_command(keys_group)
+    app.cli.add_command(users_group)
     hub = app.extensions["hub"]
     for plugin_name, command in hub.registry.commands:
         group = app.cli.commands.get(plugin_name)
@@ -321,7 +324,7 @@ def log_command(
     hub = current_hub()
     require_database(hub)
     if tenant is not None:
-        _known_tenant(hub, tenant, "--tenant", logged=True)
+        known_tenant(hub, tenant, "--tenant", logged=True)
     rows = _log_rows(hub, tenant, _split(statuses), since, limit)
     for row in reversed(rows):
         recipient = (row.recipient or "-") if unmask else mask(row.recipient)
@@ -381,51 +384,6 @@ def _log_json(row: Any, recipient: str) -> dict[str, Any]:
     }
 
 
-def known_tenant(hub: Any, slug: str, param_hint: str = "'TENANT_SLUG'") -> Any:
-    """The configured tenant ``slug``; a usage error listing the tenants there are."""
-    return _known_tenant(hub, slug, param_hint, logged=False)
-
-
-def _known_tenant(hub: Any, slug: str, param_hint: str, *, logged: bool) -> Any:
-    tenant = hub.tenants.get(slug)
-    if tenant is not None:
-        return tenant
-    names = set(hub.tenants)
-    if logged:  # a tenant removed from the config still has its history
-        with hub.store.begin() as conn:
-            names |= set(conn.execute(sa.select(delivery_log.c.tenant).distinct()).scalars())
-        if slug in names:
-            return None
-    if not hub.settings.config_dir.is_dir():
-        raise click.ClickException(
-            f"no configuration at {hub.settings.config_dir}: run hub where config/ is, or set "
-            "HUB_CONFIG_DIR"
-        )
-    known = ", ".join(sorted(names)) or "none (see `hub config check`)"
-    raise click.BadParameter(f"no tenant {slug!r}; known tenants: {known}", param_hint=param_hint)
-
-
-def require_database(hub: Any) -> None:
-    """Fail with where the hub looked unless its database exists and has its tables: a
-    command that only reads must not create a database in whatever directory it runs in."""
-    url = hub.store.engine.url
-    file = url.database if url.get_backend_name() == "sqlite" else None
-    if file not in (None, "", ":memory:") and not Path(file).exists():
-        raise click.ClickException(
-            f"no hub database at {file}: nothing has run with this HUB_VAR_DIR "
-            f"({hub.settings.var_dir}); run hub where `hub run` ran, or set HUB_VAR_DIR "
-            "or DATABASE_URL"
-        )
-    if not sa.inspect(hub.store.engine).has_table(
-        delivery_log.name, schema=hub.settings.database_schema
-    ):
-        where = url.render_as_string(hide_password=True)
-        raise click.ClickException(
-            f"database {where} has no hub tables yet: start `hub run` or `hub worker` once "
-            "against it, or check DATABASE_URL / DATABASE_SCHEMA"
-        )
-
-
 def _refuse_bad_settings(hub: Any) -> None:
     """Stop before anything is queued: a bad setting would make every enqueue fail while the
     ingress answered 202."""
@@ -438,10 +396,3 @@ def _report_problems(hub: Any) -> None:
     # broken tenants were logged in one line each when the app loaded them
     for message in hub.registry.errors:
         click.echo(f"plugin error: {message}", err=True)
-
-
-def main() -> None:
-    """Entry point of the ``hub`` console script (see :mod:`hub.console`)."""
-    from hub.console import main as console_main
-
-    console_main()

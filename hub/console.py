@@ -20,7 +20,6 @@ import platform
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -53,7 +52,7 @@ def version() -> str:
     try:
         number = metadata.version("abandonment-hub")
     except metadata.PackageNotFoundError:  # a source checkout that was never installed
-        from hub import __version__ as number
+        from hub.version import __version__ as number
     return f"abandonment-hub {number} (Python {platform.python_version()})"
 
 
@@ -231,51 +230,3 @@ def _without_password(url: str) -> str:
 def main() -> None:
     """Entry point of the ``hub`` console script."""
     HubGroup().main(prog_name="hub")
-
-
-# ------------------------------------------------------------------ command-line values
-
-
-class Duration(click.ParamType):
-    """``15m``, ``2h``, ``7d``: the durations of tenant files, as a command-line value."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        from hub.durations import parse_duration
-
-        if isinstance(value, timedelta):
-            return value
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class Since(click.ParamType):
-    """A point in time given as a duration back from now (``2h``) or an ISO date or time;
-    a time without a zone is UTC (the zone ``hub log`` prints)."""
-
-    name = "since"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, datetime):
-            return value
-        try:
-            return datetime.now(UTC) - DURATION.convert(value, param, ctx)
-        except click.BadParameter:
-            pass
-        try:
-            when = datetime.fromisoformat(value)
-        except ValueError:
-            self.fail(
-                f"{value!r} is neither a duration (30m, 2h, 3d) nor an ISO date or time "
-                "(2026-06-01, 2026-06-01T08:00+02:00)",
-                param,
-                ctx,
-            )
-        return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-DURATION = Duration()
-SINCE = Since()

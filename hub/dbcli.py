@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import click
 
-from hub import current_hub, migrations
+from hub import migrations
+from hub.current import current_hub
 from hub.store import Store
 
 

@@ -19,8 +19,8 @@ import click
 import requests
 import sqlalchemy as sa
 
-from hub import current_hub
-from hub.cli import known_tenant, require_database
+from hub.cliparams import known_tenant, require_database
+from hub.current import current_hub
 from hub.store import delivery_log, events, journeys, steps
 
 DEMO_TENANT = "demo"

@@ -16,7 +16,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,10 +26,10 @@ import click
 from marshmallow import ValidationError
 from werkzeug.datastructures import Headers
 
-from hub import current_hub, migrations
-from hub.cli import known_tenant, require_database
+from hub import migrations
+from hub.cliparams import DURATION, known_tenant, require_database
 from hub.conditions import facts_for
-from hub.console import DURATION
+from hub.current import current_hub
 from hub.durations import format_duration
 from hub.engine import Engine, inferred_abandonment
 from hub.events import dump_event, first_error_field, load_event
@@ -55,7 +55,20 @@ def _read_events(
     """Normalized events from a file: our event JSON (one, a list, or JSON lines), or with
     ``--source`` a platform payload exactly as it would be posted (not verified). Anything
     wrong with the file is a usage error naming the file (``param`` is the argument)."""
-    raw = path.read_bytes()
+    return read_events(hub, tenant, path.read_bytes(), path, param, source, headers)
+
+
+def read_events(
+    hub: Any,
+    tenant: Any,
+    raw: bytes,
+    path: Path,
+    param: str,
+    source: str | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> list[dict]:
+    """:func:`_read_events` on bytes already read (the dashboard's pasted or uploaded event);
+    ``path`` only names them in messages. Mistakes raise :class:`click.BadParameter`."""
     if source:
         items = _parse_payload(hub, tenant, path, param, raw, source, headers)
     else:
@@ -214,20 +227,103 @@ def preview(
     hub = current_hub()
     tenant = known_tenant(hub, tenant_slug)
     events = _read_events(hub, tenant, event_file, "'EVENT_FILE'", source, headers)
-    with _history(hub) as history:
-        engine = Engine(history)
-        for event in events:
-            abandoned = _as_abandonment(tenant, event)
-            if abandoned is not None:
-                _preview_one(engine, tenant, abandoned)
+    with history(hub) as on_history:
+        for found in preview_events(Engine(on_history), tenant, events):
+            _print_preview(found, tenant)
 
 
-def _as_abandonment(tenant: Any, event: dict) -> dict | None:
-    """The abandonment ``event`` leads to, saying so when it is inferred; ``None`` (after
-    saying why) for an event that starts no flow."""
-    kind, checkout = event["kind"], event["checkout_id"]
+@dataclass
+class ChannelChoice:
+    """What one step would send: the sink and masked address chosen, the locale, the sinks
+    passed over and why, and the rendered parts (``{"subject": …, "html": …}``); ``sink``
+    is ``None`` when nothing would be sent."""
+
+    sink: str | None
+    address: str | None = None
+    locale: str | None = None
+    passed_over: list[str] = field(default_factory=list)
+    parts: dict[str, str] = field(default_factory=dict)
+    provider_template: str | None = None  # the provider renders its own template of this name
+
+    def describe(self) -> str:
+        """The line ``hub flow preview`` prints for the step (parts follow it)."""
+        if self.sink is None:
+            return "nothing would be sent: " + "; ".join(self.passed_over)
+        skipped = f" (skipped: {'; '.join(self.passed_over)})" if self.passed_over else ""
+        head = f"{self.sink} → {self.address} [{self.locale}]{skipped}"
+        if self.provider_template is not None:
+            return f"{head}: the provider renders its own template for {self.provider_template!r}"
+        return head
+
+
+@dataclass
+class StepPreview:
+    """One step of the matched flow: when it fires (UTC) and what it would do."""
+
+    index: int
+    due: datetime
+    template: str
+    skipped: str | None = None  # why the step is skipped, or None
+    choice: ChannelChoice | None = None
+
+
+@dataclass
+class Preview:
+    """What one event leads to: a note when it starts nothing (or starts an inferred
+    abandonment), the abandonment previewed, the matched flow and its steps."""
+
+    kind: str
+    checkout_id: str
+    note: str | None = None
+    abandonment: dict | None = None
+    flow: str | None = None
+    steps: list[StepPreview] = field(default_factory=list)
+
+
+def preview_events(engine: Engine, tenant: Any, events: list[dict]) -> list[Preview]:
+    """Preview each event as ``hub flow preview`` does; the CLI prints the result, the
+    dashboard renders it. Nothing is stored or sent."""
+    found = []
+    for event in events:
+        preview = Preview(event["kind"], event["checkout_id"])
+        preview.abandonment, preview.note = _as_abandonment(tenant, event)
+        if preview.abandonment is not None:
+            _preview_one(engine, tenant, preview.abandonment, preview)
+        found.append(preview)
+    return found
+
+
+def _print_preview(preview: Preview, tenant: Any) -> None:
+    if preview.note:
+        click.echo(f"{preview.kind} {preview.checkout_id}: {preview.note}")
+    event = preview.abandonment
+    if event is None:
+        return
+    if preview.flow is None:
+        click.echo(f"no flow of {tenant.slug} matches checkout {event['checkout_id']}")
+        return
+    click.echo(
+        f"flow {preview.flow!r} for checkout {event['checkout_id']} "
+        f"(abandoned {_local(event['occurred_at'], tenant)})"
+    )
+    for step in preview.steps:
+        head = f"  step {step.index} at {_local(step.due, tenant)} ({step.template})"
+        if step.skipped is not None:
+            click.echo(f"{head}: skipped ({step.skipped})")
+            continue
+        assert step.choice is not None
+        shown = "".join(
+            f"\n      --- {ext} ---\n" + _indent(text) for ext, text in step.choice.parts.items()
+        )
+        click.echo(f"{head}: {step.choice.describe()}{shown}")
+
+
+def _as_abandonment(tenant: Any, event: dict) -> tuple[dict | None, str | None]:
+    """The abandonment ``event`` leads to and a note saying so when it is inferred; ``None``
+    and why for an event that starts no flow."""
+    kind = event["kind"]
     if kind == "checkout.abandoned":
-        return event
+        return event, None
     window = tenant.abandon_after.get(event["source"])
     if kind != "checkout.updated" or window is None:
         why = (
@@ -235,27 +331,23 @@ def _as_abandonment(tenant: Any, event: dict) -> dict | None:
             if kind == "checkout.updated"
             else "only abandonments start a flow"
         )
-        click.echo(f"{kind} {checkout}: {why}")
-        return None
+        return None, why
     update_at = event["occurred_at"]
-    click.echo(
-        f"{kind} {checkout}: unless the checkout converts or is deleted first, the hub infers "
+    note = (
+        f"unless the checkout converts or is deleted first, the hub infers "
         f"its abandonment at {_local(update_at + window, tenant)} (abandon_after "
         f"{format_duration(window)}); previewing that abandonment"
     )
-    return load_event(inferred_abandonment(dump_event({**event, "raw": None}), update_at, window))
+    inferred = inferred_abandonment(dump_event({**event, "raw": None}), update_at, window)
+    return load_event(inferred), note
 
 
-def _preview_one(engine: Engine, tenant: Any, event: dict) -> None:
+def _preview_one(engine: Engine, tenant: Any, event: dict, preview: Preview) -> None:
     with engine.store.begin() as conn:
-        flow = engine._choose_flow(conn, tenant, event)
+        flow = engine.choose_flow(conn, tenant, event)
     if flow is None:
-        click.echo(f"no flow of {tenant.slug} matches checkout {event['checkout_id']}")
         return
-    click.echo(
-        f"flow {flow.name!r} for checkout {event['checkout_id']} "
-        f"(abandoned {_local(event['occurred_at'], tenant)})"
-    )
+    preview.flow = flow.name
     stored = dump_event({**event, "raw": None})
     journey = SimpleNamespace(
         id=0, token="preview", tenant=tenant.slug, event=stored, checkout_id=event["checkout_id"]
@@ -264,23 +356,23 @@ def _preview_one(engine: Engine, tenant: Any, event: dict) -> None:
 
     def counter(within: timedelta) -> int:
         with engine.store.begin() as conn:  # one short read per question, no lock held
-            return engine._abandon_counter(conn, tenant, event)(within)
+            return engine.abandon_counter(conn, tenant, event)(within)
 
     for step in flow.steps:
         due = engine.due_time(tenant, stored, event["occurred_at"] + step.after)
-        head = f"  step {step.index} at {_local(due, tenant)} ({step.template})"
+        shown = StepPreview(step.index, due, step.template)
+        preview.steps.append(shown)
         expires = event.get("recovery_expires_at")
         if expires is not None and expires <= due:
-            click.echo(f"{head}: skipped (recovery URL expired)")
-            continue
-        if step.when is not None and not step.when.holds(facts, counter):
-            click.echo(f"{head}: skipped (condition not met)")
-            continue
-        click.echo(f"{head}: {_choose_channel(engine, tenant, journey, step, stored)}")
+            shown.skipped = "recovery URL expired"
+        elif step.when is not None and not step.when.holds(facts, counter):
+            shown.skipped = "condition not met"
+        else:
+            shown.choice = choose_channel(engine, tenant, journey, step, stored)
 
 
 @contextmanager
-def _history(hub: Any) -> Iterator[Any]:
+def history(hub: Any) -> Iterator[Any]:
     """The hub on its own database when one exists (abandon counts, caps, suppressions and
     plugin data see real history), else on an empty throw-away one for the duration: a
     preview creates no ``var/``. The hub's store itself is swapped because plugins reach it
@@ -303,7 +395,10 @@ def _history(hub: Any) -> Iterator[Any]:
             hub.store = real
 
 
-def _choose_channel(engine: Engine, tenant: Any, journey: Any, step: Any, event: dict) -> str:
+def choose_channel(
+    engine: Engine, tenant: Any, journey: Any, step: Any, event: dict
+) -> ChannelChoice:
+    """The first of the step's channels that would send, as the engine would choose it."""
     reasons = []
     for name in step.channels:
         sink = engine.hub.sinks.get(name)
@@ -312,18 +407,14 @@ def _choose_channel(engine: Engine, tenant: Any, journey: Any, step: Any, event:
             reasons.append(f"{name}: not installed")
             continue
         context = engine.context(tenant, journey, step, sink)
-        address, _status, reason = engine._eligibility(
-            tenant, journey, sink, config, event, context
-        )
+        address, _status, reason = engine.eligibility(tenant, journey, sink, config, event, context)
         if address is None:
             reasons.append(f"{name}: {reason}")
             continue
         candidates = message_locales(sink, tenant, event)
         if not getattr(sink, "renders_templates", True):
-            skipped = f" (skipped: {'; '.join(reasons)})" if reasons else ""
-            return (
-                f"{name} → {mask(address)} [{candidates[0]}]{skipped}: the provider renders "
-                f"its own template for {step.template!r}"
+            return ChannelChoice(
+                name, mask(address), candidates[0], reasons, provider_template=step.template
             )
         try:
             locale, parts = engine.hub.renderer.render(
@@ -332,10 +423,8 @@ def _choose_channel(engine: Engine, tenant: Any, journey: Any, step: Any, event:
         except TemplateMissing as exc:
             reasons.append(f"{name}: {exc}")
             continue
-        shown = "\n".join(f"      --- {ext} ---\n" + _indent(text) for ext, text in parts.items())
-        skipped = f" (skipped: {'; '.join(reasons)})" if reasons else ""
-        return f"{name} → {mask(address)} [{locale}]{skipped}\n{shown}"
-    return "nothing would be sent: " + "; ".join(reasons)
+        return ChannelChoice(name, mask(address), locale, reasons, dict(parts))
+    return ChannelChoice(None, passed_over=reasons)
 
 
 def _indent(text: str) -> str:
@@ -448,7 +537,7 @@ def simulate(tenant_slug: str, events_file: Path, horizon: timedelta) -> None:
         raise click.ClickException("no events in the file")
     sent: list[OutboundMessage] = []
     # plugins look addresses up through the hub's own store: the real one, or none when absent
-    with tempfile.TemporaryDirectory() as tmp, _dry_run_logging(), _history(hub):
+    with tempfile.TemporaryDirectory() as tmp, _dry_run_logging(), history(hub):
         store = Store(f"sqlite:///{tmp}/simulate.db")
         migrations.upgrade(store)
         queues = _SimQueues()

@@ -156,7 +156,7 @@ def safe_session(
     adapter = SafeAdapter(tuple(allowed), ssl_context)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    from hub import __version__
+    from hub.version import __version__
 
     session.headers["User-Agent"] = user_agent or f"abandonment-hub/{__version__}"
     return session

@@ -19,7 +19,7 @@ from marshmallow import ValidationError
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
-from hub import current_hub
+from hub.current import current_hub
 from hub.events import dump_event, first_error_field, identity_of, load_event
 from hub.hookspecs import InboundRequest, IngestOutcome, PayloadError, VerificationError
 from hub.logs import mask, mask_ids

@@ -14,8 +14,8 @@ from typing import Any
 
 from rq import get_current_job
 
-from hub import current_hub
 from hub.binding import Binding, Mismatch
+from hub.current import current_hub
 from hub.engine import Engine
 
 log = logging.getLogger("hub.jobs")

@@ -233,6 +233,25 @@ erasures = sa.Table(
 )
 sa.Index("ix_erasures_identity", erasures.c.tenant, erasures.c.identity_digest)
 
+# People who sign in to the dashboard: an agency admin (``tenant`` NULL, every tenant) or a
+# client's viewer (one tenant, read-only). Only werkzeug's scrypt hash of the password is kept.
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),  # admin | viewer
+    sa.Column("tenant", sa.String(64)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_sign_in_at", UTCDateTime),
+    sa.UniqueConstraint("email", name="uq_user_email"),
+    sa.CheckConstraint(
+        "(role = 'admin' AND tenant IS NULL) OR (role = 'viewer' AND tenant IS NOT NULL)",
+        name="ck_user_role_tenant",
+    ),
+)
+
 suppressions = sa.Table(
     "suppressions",
     metadata,

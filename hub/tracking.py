@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, abort, redirect, request
 from itsdangerous import BadSignature
 
-from hub import current_hub
+from hub.current import current_hub
 from hub.engine import link_serializer
 from hub.events import load_event
 from hub.store import delivery_log, journeys, steps, suppressions

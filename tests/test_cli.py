@@ -138,6 +138,12 @@ BAD_INPUT = [
     ("db current", ["now"], {}, 2, "unexpected extra argument"),
     ("db history", ["--all"], {}, 2, "No such option '--all'"),
     ("plugin new", ["sink", "Acme-SMS"], {}, 2, "use lower-case letters, digits and _"),
+    ("keys create", ["nope"], {}, 2, "no tenant 'nope'; known tenants: bakery"),
+    ("keys list", ["--all"], {}, 2, "No such option '--all'"),
+    ("keys revoke", ["0123456789ab"], {}, 2, "no active key '0123456789ab'"),
+    ("users create", ["a@b.example", "--tenant", "nope"], {}, 2, "no tenant 'nope'"),
+    ("users delete", ["nobody@agency.example"], {}, 1, "no account for nobody@agency.example"),
+    ("users list", ["--all"], {}, 2, "No such option '--all'"),
 ]
 
 # more bad input for the commands users reach first

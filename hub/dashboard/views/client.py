@@ -1,0 +1,88 @@
+"""One client: results over time and by flow, source and channel; recent journeys; the
+webhook URLs to paste into each platform; plugins and the tenant file's validation result."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import render_template
+
+from hub.current import current_hub
+from hub.dashboard import alerts, figures
+from hub.dashboard.access import client
+from hub.dashboard.site import blueprint
+from hub.dashboard.views.journey import journey_rows
+from hub.store import events, utcnow
+
+
+@blueprint.get("/clients/<slug>/")
+def client_page(slug: str) -> Any:
+    hub = current_hub()
+    found = client(slug)
+    now = utcnow()
+    series = figures.results(hub.store, {slug: found.zone}, now)[slug]
+    since = now - timedelta(days=figures.DAYS)
+    problems = alerts.compute(
+        hub.store, {slug: found.tenant}, {slug: len(found.issues)} if found.issues else {}, now
+    )
+    return render_template(
+        "dashboard/client.html",
+        client=found,
+        series=series,
+        by_flow=_fold(figures.breakdown(hub.store, slug, since, "flow")),
+        by_source=_fold(figures.breakdown(hub.store, slug, since, "source")),
+        by_channel=_by_channel(figures.by_channel(hub.store, slug, since)),
+        alerts=problems,
+        journeys=journey_rows(hub.store, slug, limit=25),
+        webhooks=_webhooks(hub, found),
+        plugin_errors=[e for e in hub.registry.errors if "is disabled" not in e],
+    )
+
+
+def _fold(rows: list[Any]) -> list[dict[str, Any]]:
+    """Rows per (name, currency) into one per name, revenue kept per currency."""
+    folded: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        entry = folded.setdefault(
+            row.name, {"name": row.name, "abandoned": 0, "recovered": 0, "revenue": {}}
+        )
+        entry["abandoned"] += int(row.abandoned)
+        entry["recovered"] += int(row.recovered or 0)
+        if row.currency and row.revenue:
+            entry["revenue"][row.currency] = int(row.revenue)
+    for entry in folded.values():
+        entry["rate"] = entry["recovered"] / entry["abandoned"] if entry["abandoned"] else None
+    return list(folded.values())
+
+
+def _by_channel(rows: list[Any]) -> list[dict[str, Any]]:
+    channels: dict[str, dict[str, int]] = {}
+    for channel, status, count in rows:
+        channels.setdefault(channel, {})[status] = int(count)
+    return [{"channel": c, "statuses": s, "total": sum(s.values())} for c, s in channels.items()]
+
+
+def _webhooks(hub: Any, found: Any) -> list[dict[str, Any]]:
+    """Each enabled source's URL and the last valid call (a stored event: only verified
+    calls are stored)."""
+    if found.tenant is None:
+        return []
+    query = (
+        sa.select(events.c.source, sa.func.max(events.c.received_at), sa.func.count())
+        .where(events.c.tenant == found.slug)
+        .group_by(events.c.source)
+    )
+    with hub.store.begin() as conn:
+        seen = {source: (last, n) for source, last, n in conn.execute(query).all()}
+    base = hub.public_url()
+    return [
+        {
+            "source": source,
+            "url": f"{base}/webhooks/{found.slug}/{source}",
+            "last": seen.get(source, (None, 0))[0],
+            "calls": seen.get(source, (None, 0))[1],
+        }
+        for source in found.tenant.sources
+    ]

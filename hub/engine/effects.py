@@ -1,0 +1,66 @@
+"""Work the engine decided inside a transaction, and handing it to RQ afterwards.
+
+A handler only appends to :class:`Effects`; the façade hands them over once the transaction
+that decided them has committed, so a job never runs against rows it cannot see yet.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from hub.engine.runtime import Runtime
+
+log = logging.getLogger("hub.engine")
+
+
+@dataclass(frozen=True)
+class StepJob:
+    """A step to hand to RQ: the row (id, token, tenant) and when to run which attempt."""
+
+    step_id: int
+    token: str
+    tenant: str
+    due: datetime
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class CheckJob:
+    """An inferred-abandonment check of one journey row at ``due``."""
+
+    journey_id: int
+    token: str
+    tenant: str
+    update_at: datetime
+    due: datetime
+
+
+@dataclass
+class Effects:
+    """Work to hand to RQ once the transaction that decided it has committed."""
+
+    steps: list[StepJob] = field(default_factory=list)
+    checks: list[CheckJob] = field(default_factory=list)
+    events: list[int] = field(default_factory=list)
+
+
+class Scheduler:
+    """Puts steps and checks on the hub's queues (read at call time: tests swap them)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def schedule(self, job: StepJob) -> None:
+        self.rt.hub.queues.schedule_step(
+            job.step_id, job.due, job.attempt, tenant=job.tenant, token=job.token
+        )
+
+    def schedule_check(self, job: CheckJob) -> None:
+        self.rt.hub.queues.schedule_check(
+            job.journey_id, job.update_at, job.due, tenant=job.tenant, token=job.token
+        )
+
+    def enqueue_event(self, event_id: int, tenant: str) -> None:
+        self.rt.hub.queues.enqueue_event(event_id, tenant)

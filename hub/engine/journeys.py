@@ -1,0 +1,321 @@
+"""Journeys: what an abandonment, a conversion or a deletion does to a checkout's journey.
+
+One journey row per (tenant, checkout); these handlers open, refresh, stop and close it, in
+any order the platform's events arrive (a conversion before its abandonment leaves a marker).
+Inferred abandonment (``checkout.updated``) lives in ``hub.engine.inferred``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub.engine.effects import Effects, StepJob
+from hub.engine.flows import CLOSED, Flows
+from hub.engine.ledger import SENT_STATUSES
+from hub.engine.policy import Policy
+from hub.engine.runtime import Runtime
+from hub.events import dump_event, identity_of
+from hub.store import deliveries, events, journeys, steps
+from hub.tenants import Tenant
+
+
+def stored_form(event: dict) -> dict:
+    """The event as a journey row keeps it (JSON, without the raw payload)."""
+    return dump_event({**event, "raw": None})
+
+
+class Journeys:
+    """The per-kind handlers of stored events and the journey rows they change."""
+
+    def __init__(self, rt: Runtime, flows: Flows, policy: Policy) -> None:
+        self.rt = rt
+        self.flows = flows
+        self.policy = policy
+
+    def find(self, conn: sa.Connection, tenant: str, checkout_id: str) -> Any:
+        """The checkout's journey row, locked for this transaction (or ``None``)."""
+        store = self.rt.store
+        return conn.execute(
+            store.lock(
+                conn,
+                sa.select(journeys).where(
+                    journeys.c.tenant == tenant, journeys.c.checkout_id == checkout_id
+                ),
+            )
+        ).first()
+
+    def save(
+        self,
+        conn: sa.Connection,
+        tenant: Tenant,
+        event: dict,
+        journey: Any,
+        values: dict,
+        now: datetime,
+    ) -> tuple[int, str]:
+        """Insert the checkout's journey, or update the existing row; returns id and token."""
+        if journey is not None:
+            conn.execute(sa.update(journeys).where(journeys.c.id == journey.id).values(**values))
+            return journey.id, journey.token
+        journey_id, token = conn.execute(
+            sa.insert(journeys)
+            .values(
+                tenant=tenant.slug,
+                checkout_id=event["checkout_id"],
+                created_at=now,
+                recovered=False,
+                **values,
+            )
+            .returning(journeys.c.id, journeys.c.token)
+        ).one()
+        return journey_id, token
+
+    def close(
+        self,
+        conn: sa.Connection,
+        journey_id: int,
+        status: str,
+        reason: str,
+        now: datetime,
+        **extra: Any,
+    ) -> None:
+        """Close the journey and cancel its steps that have not fired."""
+        conn.execute(
+            sa.update(journeys)
+            .where(journeys.c.id == journey_id)
+            .values(status=status, closed_at=now, closed_reason=reason, **extra)
+        )
+        conn.execute(
+            sa.update(steps)
+            .where(steps.c.journey_id == journey_id, steps.c.status.in_(("scheduled", "retrying")))
+            .values(status="cancelled", reason=reason, updated_at=now)
+        )
+
+    # ------------------------------------------------------------------ abandoned
+
+    def on_abandoned(
+        self, conn: sa.Connection, tenant: Tenant, event: dict, event_id: int, effects: Effects
+    ) -> str:
+        now = self.rt.clock()
+        journey = self.find(conn, tenant.slug, event["checkout_id"])
+        email, phone = identity_of(event["customer"])
+        stored_event = stored_form(event)
+        if journey is not None and journey.status in CLOSED:
+            return f"ignored: checkout already {journey.status}"
+        if journey is not None and journey.status in ("open", "no_flow", "finished"):
+            # the same cart abandoned again: refresh the running journey, never start a second
+            conn.execute(
+                sa.update(journeys)
+                .where(journeys.c.id == journey.id)
+                .values(event=stored_event, event_id=event_id, email=email, phone=phone)
+            )
+            return f"refreshed journey {journey.id}"
+        converted_by = self._converted_later(conn, tenant, event)
+        if converted_by:
+            values = dict(
+                status="converted",
+                closed_at=now,
+                closed_reason=f"converted before the abandonment arrived ({converted_by})",
+            )
+        else:
+            values = dict(status="open")
+        values.update(
+            event=stored_event,
+            event_id=event_id,
+            email=email,
+            phone=phone,
+            abandoned_at=event["occurred_at"],
+            source=event["source"],
+        )
+        # a pending (inferred) journey becomes abandoned in place
+        journey_id, _token = self.save(conn, tenant, event, journey, values, now)
+        if converted_by:
+            return f"journey {journey_id} not started: {values['closed_reason']}"
+
+        superseded = self._supersede_others(conn, tenant, journey_id, email, phone, now)
+        flow = self.flows.choose(conn, tenant, event)
+        if flow is None:
+            conn.execute(
+                sa.update(journeys).where(journeys.c.id == journey_id).values(status="no_flow")
+            )
+            return f"journey {journey_id}: no flow matches"
+        conn.execute(sa.update(journeys).where(journeys.c.id == journey_id).values(flow=flow.name))
+        for step in flow.steps:
+            due = self.policy.due_time(tenant, event, max(event["occurred_at"] + step.after, now))
+            step_id, token = conn.execute(
+                sa.insert(steps)
+                .values(
+                    journey_id=journey_id,
+                    step_index=step.index,
+                    due_at=due,
+                    status="scheduled",
+                    updated_at=now,
+                )
+                .returning(steps.c.id, steps.c.token)
+            ).one()
+            effects.steps.append(StepJob(step_id, token, tenant.slug, due))
+        extra = f", superseded {superseded}" if superseded else ""
+        return (
+            f"journey {journey_id} started with flow {flow.name!r} ({len(flow.steps)} steps{extra})"
+        )
+
+    def _converted_later(self, conn: sa.Connection, tenant: Tenant, event: dict) -> str | None:
+        """A conversion of the same person after this abandonment (it arrived first)."""
+        email, phone = identity_of(event["customer"])
+        if not email and not phone:
+            return None
+        who = []
+        if email:
+            who.append(events.c.email == email)
+        if phone:
+            who.append(events.c.phone == phone)
+        start = event["occurred_at"]
+        hit = conn.execute(
+            sa.select(events.c.event_key)
+            .where(
+                events.c.tenant == tenant.slug,
+                events.c.kind == "checkout.converted",
+                sa.or_(*who),
+                events.c.occurred_at >= start,
+                events.c.occurred_at <= start + tenant.attribution_window,
+            )
+            .limit(1)
+        ).first()
+        return hit.event_key if hit else None
+
+    def _supersede_others(
+        self,
+        conn: sa.Connection,
+        tenant: Tenant,
+        journey_id: int,
+        email: str | None,
+        phone: str | None,
+        now: datetime,
+    ) -> list[int]:
+        """A newer abandonment by the same person replaces their older open journeys."""
+        who = [journeys.c.email == email] if email else []
+        if phone:
+            who.append(journeys.c.phone == phone)
+        if not who:
+            return []
+        ids = [
+            r.id
+            for r in conn.execute(
+                sa.select(journeys.c.id).where(
+                    journeys.c.tenant == tenant.slug,
+                    journeys.c.status == "open",
+                    journeys.c.id != journey_id,
+                    sa.or_(*who),
+                )
+            )
+        ]
+        for other in ids:
+            self.close(conn, other, "superseded", f"superseded by journey {journey_id}", now)
+        return ids
+
+    # ------------------------------------------------------------------ converted
+
+    def on_converted(
+        self, conn: sa.Connection, tenant: Tenant, event: dict, event_id: int, effects: Effects
+    ) -> str:
+        now = self.rt.clock()
+        cart = event.get("cart") or {}
+        email, phone = identity_of(event["customer"])
+        checkout_ids = [event["checkout_id"]]
+        if event.get("recovered_from"):
+            checkout_ids.append(event["recovered_from"])
+        match = [journeys.c.checkout_id.in_(checkout_ids)]
+        # a purchase stops the person's journeys abandoned before it, within the window; an
+        # older purchase says nothing about a newer abandonment
+        occurred = event["occurred_at"]
+        since = occurred - tenant.attribution_window
+        # a checkout still waiting out its inferred-abandonment window has no abandoned_at yet;
+        # its last update is when the person was last seen there
+        opened = sa.func.coalesce(journeys.c.abandoned_at, journeys.c.last_update_at)
+        if email:
+            match.append(sa.and_(journeys.c.email == email, opened.between(since, occurred)))
+        if phone:
+            match.append(sa.and_(journeys.c.phone == phone, opened.between(since, occurred)))
+        rows = conn.execute(
+            self.rt.store.lock(
+                conn, sa.select(journeys).where(journeys.c.tenant == tenant.slug, sa.or_(*match))
+            )
+        ).all()
+        stopped = []
+        for journey in rows:
+            if journey.status in ("converted", "deleted"):
+                continue
+            sent = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(deliveries)
+                .where(
+                    deliveries.c.journey_id == journey.id, deliveries.c.status.in_(SENT_STATUSES)
+                )
+            ).scalar_one()
+            named = journey.checkout_id in checkout_ids
+            self.close(
+                conn,
+                journey.id,
+                "converted",
+                f"converted ({event['event_key']})",
+                now,
+                recovered=bool(sent)
+                or (
+                    named
+                    and event.get("recovered_from") is not None
+                    and journey.checkout_id == event["recovered_from"]
+                ),
+                recovered_amount=cart.get("total"),
+                recovered_currency=cart.get("currency"),
+            )
+            stopped.append(journey.id)
+        # out of order: a conversion that arrives first leaves a converted marker behind, so
+        # the abandonment that comes later starts nothing
+        known = {r.checkout_id for r in rows}
+        for checkout_id in checkout_ids:
+            if checkout_id not in known:
+                conn.execute(
+                    sa.insert(journeys).values(
+                        tenant=tenant.slug,
+                        checkout_id=checkout_id,
+                        source=event["source"],
+                        status="converted",
+                        email=email,
+                        phone=phone,
+                        event_id=event_id,
+                        created_at=now,
+                        closed_at=now,
+                        recovered=False,
+                        closed_reason=f"converted before any abandonment ({event['event_key']})",
+                    )
+                )
+        return f"converted; stopped journeys {stopped}" if stopped else "converted; no open journey"
+
+    # ------------------------------------------------------------------ deleted
+
+    def on_deleted(
+        self, conn: sa.Connection, tenant: Tenant, event: dict, event_id: int, effects: Effects
+    ) -> str:
+        now = self.rt.clock()
+        journey = self.find(conn, tenant.slug, event["checkout_id"])
+        if journey is None:
+            conn.execute(
+                sa.insert(journeys).values(
+                    tenant=tenant.slug,
+                    checkout_id=event["checkout_id"],
+                    source=event["source"],
+                    status="deleted",
+                    created_at=now,
+                    closed_at=now,
+                    recovered=False,
+                    closed_reason="deleted before any abandonment",
+                )
+            )
+            return "deleted (no journey yet)"
+        if journey.status in CLOSED:
+            return f"ignored: checkout already {journey.status}"
+        self.close(conn, journey.id, "deleted", "cart deleted", now)
+        return f"journey {journey.id} stopped: cart deleted"

@@ -1,0 +1,86 @@
+"""What a template and a sink see of a journey: the message context, and the signed links.
+
+Every channel of a step gets the same context (architecture §4), so it is built in one place;
+the links in it (unsubscribe, recovery) are verified by ``hub.tracking`` with the same
+serializer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from itsdangerous import URLSafeSerializer
+
+from hub.engine.runtime import Runtime
+from hub.money import format_money
+from hub.tenants import Tenant
+
+
+def link_serializer(secret: str | list[str], purpose: str) -> URLSafeSerializer:
+    """Signs and verifies link tokens; a list of keys signs with the last and verifies with
+    any (key rotation, see ``Settings.link_keys``)."""
+    return URLSafeSerializer(secret, salt=f"abandonment-hub.{purpose}")
+
+
+class MessageContext:
+    """Builds the context of one step's message for one sink."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def build(self, tenant: Tenant, journey: Any, flow_step: Any, sink: Any) -> dict:
+        """What every template and sink sees (architecture §4), same for every channel."""
+        hub = self.rt.hub
+        event = journey.event
+        customer = dict(event.get("customer") or {})
+        # money and dates in the reader's language: the shop's staff read tickets
+        reader = tenant.staff_locale if getattr(sink, "audience", "") == "staff" else None
+        locale = (reader or customer.get("locale") or tenant.locale).replace("-", "_")
+        customer["name"] = (
+            " ".join(p for p in (customer.get("first_name"), customer.get("last_name")) if p)
+            or None
+        )
+        cart = dict(event.get("cart") or {})
+        if cart:
+            cur = cart["currency"]
+            cart["total_display"] = _money(cart["total"], cur, locale)
+            cart["items"] = [
+                {
+                    **item,
+                    "unit_price_display": _money(item["unit_price"], cur, locale)
+                    if item.get("unit_price") is not None
+                    else None,
+                }
+                for item in cart.get("items") or []
+            ]
+        base = hub.public_url()
+        secret = hub.settings.secret_key
+        # links name installation and journey token too: the secret in var/ outlives a change
+        # of database, and a restored database reuses journey ids (hub.tracking checks both)
+        bound = [hub.installation[:8], journey.id, journey.token]
+        unsubscribe = link_serializer(secret, "unsubscribe").dumps([*bound, sink.channel])
+        recovery = None
+        if event.get("recovery_url"):
+            token = link_serializer(secret, "recovery").dumps([*bound, flow_step.index, sink.name])
+            recovery = f"{base}/r/{token}"
+        return {
+            "customer": customer,
+            "cart": cart or None,
+            "recovery_url": recovery,
+            "recovery_expires_at": event.get("recovery_expires_at"),
+            "offer": dict(flow_step.offer) if flow_step.offer else None,
+            "unsubscribe_url": f"{base}/u/{unsubscribe}",
+            "tenant": {"slug": tenant.slug, "name": tenant.name, "support": tenant.support},
+            "stage": event.get("stage"),
+            "source": event.get("source"),
+            "journey_id": journey.id,
+            "step": flow_step.index,
+            "checkout_id": journey.checkout_id,
+        }
+
+
+def _money(minor: int, currency: str, locale: str) -> str:
+    try:
+        return format_money(minor, currency, locale)
+    except Exception:  # an unknown locale must not stop a message
+        return format_money(minor, currency, "en")

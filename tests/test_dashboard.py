@@ -1,0 +1,304 @@
+"""The dashboard behind its sign-in: what an admin and a client's viewer see, and never see."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from dashboard_kit import PASSWORD, csrf_token, make_dashboard, sign_in
+
+from hub.store import deliveries, events, journeys, utcnow
+
+
+@pytest.fixture
+def dash(hub_factory, tmp_path):
+    return make_dashboard(hub_factory, tmp_path)
+
+
+def _journey(harness, slug: str) -> int:
+    with harness.hub.store.begin() as conn:
+        return conn.execute(
+            sa.select(sa.func.min(journeys.c.id)).where(journeys.c.tenant == slug)
+        ).scalar()
+
+
+def test_every_page_wants_a_signed_in_account(dash):
+    response = dash.client.get("/dashboard/clients/acme/")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/dashboard/sign-in?next=")
+
+
+def test_the_admin_signs_in_and_sees_every_client_with_its_results(dash):
+    assert sign_in(dash.client, "admin@agency.example").status_code == 302
+    page = dash.client.get("/dashboard/").get_data(as_text=True)
+    assert "Acme Shoes" in page and "Globex Corp" in page
+    assert page.count('class="spark"') >= 10  # five figures with a sparkline per client
+    assert "€" in page  # revenue in the client's currency and locale
+
+
+def test_a_wrong_password_is_refused_without_saying_which_part_was_wrong(dash):
+    response = sign_in(dash.client, "admin@agency.example", "wrong password!")
+    assert response.status_code == 401
+    assert "The e-mail address or the password is wrong." in response.get_data(as_text=True)
+    unknown = sign_in(dash.client, "nobody@agency.example", "wrong password!")
+    assert unknown.status_code == 401
+
+
+def test_sign_in_is_limited_per_account_in_redis_under_the_hub_namespace(dash):
+    for _ in range(8):
+        assert sign_in(dash.client, "admin@agency.example", "wrong password!").status_code == 401
+    # the right password no longer helps: the account is locked for the window
+    assert sign_in(dash.client, "admin@agency.example").status_code == 429
+    namespace = dash.hub.queues.namespace
+    keys = [k.decode() for k in dash.hub.queues.connection.keys(f"{namespace}dashboard:signin:*")]
+    assert len(keys) == 2  # this address and this account, under this hub's namespace
+    assert not any("admin@agency.example" in k for k in keys)  # hashed, not the address
+    # another account from the same address is not locked
+    assert sign_in(dash.client, "viewer@acme.example").status_code == 302
+
+
+def test_sign_in_is_limited_per_address(dash):
+    statuses = [
+        sign_in(dash.client, f"guess{n}@agency.example", "wrong password!").status_code
+        for n in range(31)
+    ]
+    assert statuses[:30] == [401] * 30 and statuses[30] == 429
+
+
+def test_the_session_cookie_is_httponly_lax_and_secure_behind_https(hub_factory, tmp_path):
+    harness = make_dashboard(hub_factory, tmp_path, {"HUB_TRUSTED_PROXIES": "1"}, journeys=2)
+    plain = sign_in(harness.client, "admin@agency.example")
+    cookie = plain.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    other = harness.app.test_client()
+    token = csrf_token(other)
+    proxied = other.post(
+        "/dashboard/sign-in",
+        data={"email": "admin@agency.example", "password": PASSWORD, "csrf_token": token},
+        # over HTTPS flask-wtf also wants a same-origin Referer, as browsers send it
+        headers={"X-Forwarded-Proto": "https", "Referer": "https://localhost/dashboard/sign-in"},
+    )
+    assert proxied.status_code == 302
+    assert "Secure" in proxied.headers["Set-Cookie"]
+
+
+def test_a_post_without_its_csrf_token_is_refused(dash):
+    sign_in(dash.client, "admin@agency.example")
+    response = dash.client.post("/dashboard/sign-out")
+    assert response.status_code == 400
+    assert "did not come from this site" in response.get_data(as_text=True)
+    assert dash.client.get("/dashboard/").status_code == 200  # still signed in
+
+
+def test_webhooks_still_take_posts_without_a_csrf_token(dash):
+    response = dash.post("acme", "webhook", b"{}", {"Content-Type": "application/json"})
+    assert response.status_code != 400 or "csrf" not in response.get_data(as_text=True).lower()
+
+
+def test_deleting_an_account_ends_its_sessions(dash):
+    from hub.dashboard.accounts import delete_user
+
+    sign_in(dash.client, "viewer@acme.example")
+    assert dash.client.get("/dashboard/clients/acme/").status_code == 200
+    delete_user(dash.hub.store, "viewer@acme.example")
+    assert dash.client.get("/dashboard/clients/acme/").status_code == 302
+
+
+def _dashboard_rules(app):
+    return [
+        r
+        for r in app.url_map.iter_rules()
+        if r.rule.startswith("/dashboard/") and r.endpoint != "dashboard.static"
+    ]
+
+
+def _fill(rule, slug: str, journey_id: int) -> str:
+    values = {"slug": slug, "journey_id": journey_id}
+    missing = set(rule.arguments) - set(values)
+    assert not missing, f"{rule.rule}: teach this test the argument(s) {missing}"
+    return rule.rule.replace("<slug>", slug).replace("<int:journey_id>", str(journey_id))
+
+
+def test_a_viewer_never_sees_another_clients_pages_numbers_or_emails(dash):
+    """Generic over every dashboard rule, so pages added later are covered: with the other
+    tenant's ids a page is 404, and without ids nothing of the other tenant shows."""
+    foreign = _journey(dash, "globex")
+    with dash.hub.store.begin() as conn:
+        foreign_email = conn.execute(
+            sa.select(journeys.c.email).where(journeys.c.id == foreign)
+        ).scalar()
+    sign_in(dash.client, "viewer@acme.example")
+    token = csrf_token(dash.client, "/dashboard/clients/acme/preview")
+    checked = 0
+    for rule in _dashboard_rules(dash.app):
+        url = _fill(rule, "globex", foreign)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            query = {"q": foreign_email, "client": "globex"}
+            if method == "GET":
+                response = dash.client.get(url, query_string=query)
+            else:
+                response = dash.client.post(url, data={"csrf_token": token, **query})
+            # the viewer's own query echoed in the search box is not the other client's data
+            body = response.get_data(as_text=True)
+            body = body.replace(f'value="{foreign_email}"', "").replace(f"“{foreign_email}”", "")
+            if "<slug>" in rule.rule:
+                assert response.status_code == 404, f"{method} {url}: {response.status_code}"
+            assert "Globex" not in body and "globex" not in body.replace("client=globex", ""), (
+                f"{method} {url} shows the other client"
+            )
+            assert foreign_email not in body, f"{method} {url} shows another client's e-mail"
+            checked += 1
+    assert checked >= 8
+
+
+def test_a_viewer_lands_on_its_own_client_and_sees_no_raw_payloads(dash):
+    sign_in(dash.client, "viewer@acme.example")
+    first = dash.client.get("/dashboard/")
+    assert first.headers["Location"] == "/dashboard/clients/acme/"
+    own = _journey(dash, "acme")
+    page = dash.client.get(f"/dashboard/clients/acme/journeys/{own}").get_data(as_text=True)
+    assert "Timeline" in page and "raw payload of" not in page
+
+
+def test_the_admin_reads_a_journeys_timeline_with_its_raw_payload(dash):
+    sign_in(dash.client, "admin@agency.example")
+    own = _journey(dash, "acme")
+    page = dash.client.get(f"/dashboard/clients/acme/journeys/{own}").get_data(as_text=True)
+    assert "checkout.abandoned from webhook" in page
+    assert "raw payload of cs_" in page  # the admin may open it (escaped JSON)
+    assert re.search(r"step 0 (sent|skipped)", page)
+
+
+def test_a_journey_of_another_tenant_is_not_found_under_this_tenant(dash):
+    sign_in(dash.client, "admin@agency.example")
+    foreign = _journey(dash, "globex")
+    assert dash.client.get(f"/dashboard/clients/acme/journeys/{foreign}").status_code == 404
+
+
+def test_search_finds_a_checkout_by_email_and_by_id(dash):
+    sign_in(dash.client, "admin@agency.example")
+    own = _journey(dash, "acme")
+    by_mail = dash.client.get(f"/dashboard/search?q=CUSTOMER{own}@example.com")
+    assert f"cs_{own}</a>" in by_mail.get_data(as_text=True)
+    by_id = dash.client.get(f"/dashboard/clients/acme/journeys/?q=cs_{own}")
+    assert f"cs_{own}</a>" in by_id.get_data(as_text=True)
+    nothing = dash.client.get("/dashboard/search?q=nobody@example.com")
+    assert "Nothing matches" in nothing.get_data(as_text=True)
+
+
+def test_the_client_page_shows_webhook_urls_last_call_and_a_valid_file(dash):
+    sign_in(dash.client, "admin@agency.example")
+    page = dash.client.get("/dashboard/clients/acme/").get_data(as_text=True)
+    assert 'value="http://hub.test/webhooks/acme/webhook"' in page
+    assert "last valid call" in page
+    assert "The tenant file is valid." in page
+    assert 'data-copy="url-webhook"' in page
+
+
+def test_a_broken_tenant_file_shows_its_errors_and_an_alert(dash):
+    path = dash.config_dir / "tenants" / "acme.toml"
+    path.write_text(path.read_text().replace('timezone = "Europe/Berlin"', 'timezone = "Mars"'))
+    dash.hub.catalog.refresh()
+    sign_in(dash.client, "admin@agency.example")
+    page = dash.client.get("/dashboard/clients/acme/").get_data(as_text=True)
+    assert "acme.toml: timezone:" in page
+    assert "still served" in page
+    assert "tenant file has 1 error" in dash.client.get("/dashboard/").get_data(as_text=True)
+
+
+def test_the_preview_shows_the_flow_and_the_mail_in_a_sandboxed_iframe(dash):
+    sign_in(dash.client, "admin@agency.example")
+    token = csrf_token(dash.client, "/dashboard/clients/acme/preview")
+    event = (
+        '{"kind": "checkout.abandoned", "checkout_id": "cart_1", "occurred_at": '
+        '"2026-11-30T10:00:00Z", "customer": {"email": "jane@example.com"}, '
+        '"consent": {"email": "opt_in"}, "recovery_url": "https://shop.example/r/1"}'
+    )
+    response = dash.client.post(
+        "/dashboard/clients/acme/preview", data={"csrf_token": token, "event": event}
+    )
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200, page
+    assert "Flow <strong>default</strong>" in page
+    assert "outbox → j***@example.com" in page
+    assert '<iframe class="mail"' in page and 'sandbox=""' in page and "srcdoc=" in page
+
+
+def test_the_preview_names_the_mistake_in_a_bad_event(dash):
+    sign_in(dash.client, "admin@agency.example")
+    token = csrf_token(dash.client, "/dashboard/clients/acme/preview")
+    response = dash.client.post(
+        "/dashboard/clients/acme/preview", data={"csrf_token": token, "event": '{"kind": 1'}
+    )
+    assert response.status_code == 400
+    assert "not JSON" in response.get_data(as_text=True)
+
+
+def test_alerts_name_a_permanently_failing_sink_and_overdue_steps(dash):
+    now = utcnow()
+    acme = _journey(dash, "acme")
+    with dash.hub.store.begin() as conn:
+        for n in range(3):
+            conn.execute(
+                sa.insert(deliveries).values(
+                    tenant="acme",
+                    journey_id=acme,
+                    step_index=10 + n,
+                    sink="whatsapp",
+                    channel="whatsapp",
+                    status="failed",
+                    reason="template 'reminder' was deleted",
+                    attempts=1,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO steps (journey_id, step_index, due_at, status, updated_at, token) "
+                "VALUES (:j, 9, :due, 'scheduled', :due, 'tok')"
+            ),
+            {"j": acme, "due": (now - timedelta(hours=1)).replace(tzinfo=None)},
+        )
+    sign_in(dash.client, "admin@agency.example")
+    page = dash.client.get("/dashboard/").get_data(as_text=True)
+    assert "whatsapp: 3 messages failed permanently" in page
+    assert "template &#39;reminder&#39; was deleted" in page
+    assert "1 steps overdue" in page
+    assert 'href="/dashboard/clients/acme/#deliveries"' in page
+
+
+def test_a_source_that_went_silent_is_an_alert(dash):
+    now = utcnow()
+    with dash.hub.store.begin() as conn:
+        conn.execute(sa.delete(events).where(events.c.tenant == "globex"))
+        for n in range(6):  # hourly calls, then nothing for a day
+            at = now - timedelta(days=1, hours=n)
+            conn.execute(
+                sa.insert(events).values(
+                    tenant="globex",
+                    source="webhook",
+                    event_key=f"silent-{n}",
+                    kind="checkout.updated",
+                    checkout_id=f"c{n}",
+                    occurred_at=at,
+                    received_at=at,
+                    payload={},
+                    status="processed",
+                )
+            )
+    sign_in(dash.client, "admin@agency.example")
+    page = dash.client.get("/dashboard/").get_data(as_text=True)
+    assert "webhook: no webhook for 1 d (usually every 1 h)" in page
+
+
+def test_an_empty_hub_says_what_to_do_next(hub_factory):
+    from hub.dashboard.accounts import create_user
+
+    harness = hub_factory({})
+    create_user(harness.hub.store, "admin@agency.example", PASSWORD, None)
+    sign_in(harness.client, "admin@agency.example")
+    page = harness.client.get("/dashboard/").get_data(as_text=True)
+    assert "No clients yet" in page and "hub config check" in page
