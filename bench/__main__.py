@@ -168,6 +168,20 @@ def ingest(bench: Bench, wrk: Wrk) -> dict:
     # the baselines do not dedupe, so a fixed set of signed bodies serves every round
     bare_file = bodies.write(bench.tmp / "bare.txt", 4000, "bare")
     hub_app(env).extensions["hub"].close()  # tables exist before two workers start at once
+    base_env, tree = None, ROOT
+    if args.baseline_tree:  # the same hub at another commit, in the same interleaved rounds
+        tree = Path(args.baseline_tree).resolve()
+        base_env = {
+            **bench.hub_env("ingest_base", {"bench": tenant("1h", "http://127.0.0.1:9/unused")}),
+            "PYTHONPATH": str(tree),
+        }
+        subprocess.run(  # its tables, by its own migrations
+            [sys.executable, "-c", "from hub.app import create_app; create_app()"],
+            env=base_env,
+            cwd=tree,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     servers = {
         "lpush": Gunicorn(
             "bench.bare_app:lpush_app", env, bench.tmp / "lpush.log", threads=args.threads
@@ -177,25 +191,35 @@ def ingest(bench: Bench, wrk: Wrk) -> dict:
         ),
         "hub": Gunicorn("wsgi:app", env, bench.tmp / "hub.log", threads=args.threads),
     }
+    if base_env is not None:
+        servers["base"] = Gunicorn(
+            "wsgi:app", base_env, bench.tmp / "base.log", threads=args.threads, root=tree
+        )
     results: dict[str, list[WrkResult]] = {name: [] for name in servers}
     try:
         warm = bodies.write(bench.tmp / "warm.txt", 3000, f"warm{secrets.token_hex(3)}")
         for name, server in servers.items():
-            wrk.run(server.port, bare_file if name != "hub" else warm, 1.0)
+            wrk.run(server.port, warm if name in ("hub", "base") else bare_file, 1.0)
         for r in range(args.rounds):
             for name, server in servers.items():
-                if name == "hub":
+                if name in ("hub", "base"):
                     # every hub request a new event: enough bodies for the fastest rate seen
                     ceiling = max(x.rps for x in results["lpush"])
                     count = int(ceiling * args.seconds * 1.3) + 1000
                     file = bodies.write(bench.tmp / "hub.txt", count, f"r{r}{secrets.token_hex(3)}")
                 else:
                     file = bare_file
+                cpu = server.cpu()
                 result = wrk.run(server.port, file, args.seconds, args.connections)
-                if name == "hub" and result.requests > count:
+                result.cpu_ms = (server.cpu() - cpu) * 1000 / max(result.requests, 1)
+                if name in ("hub", "base") and result.requests > count:
                     print(f"  note: hub round {r} reused {result.requests - count} bodies")
                 results[name].append(result)
-                print(f"  round {r + 1} {name:<8} {result.rps:8.0f} req/s", flush=True)
+                print(
+                    f"  round {r + 1} {name:<8} {result.rps:8.0f} req/s "
+                    f"{result.cpu_ms:6.2f} CPU ms/req",
+                    flush=True,
+                )
             bench.clear_redis()
         hub_rate = statistics.median(x.rps for x in results["hub"])
         half_file = bodies.write(
@@ -267,7 +291,7 @@ def worker(bench: Bench) -> dict:
     from rq import Queue
 
     bare_queue = Queue(f"bench-bare-{secrets.token_hex(3)}", connection=bench.redis)
-    hub_keys = [q.key for q in hub.queues.all]
+    hub_keys = [hub.queues.event_list, *(q.key for q in hub.queues.all)]
     rates: dict[str, list[float]] = {"bare": [], "hub": []}
     n = args.messages
     try:
@@ -361,7 +385,7 @@ def scheduling(bench: Bench) -> dict:
             return conn.execute(query.select_from(steps)).scalar_one()
 
     def idle() -> bool:
-        return all(q.count == 0 for q in hub.queues.all)
+        return hub.queues.queued_events() == 0 and all(q.count == 0 for q in hub.queues.all)
 
     try:
         time.sleep(3)  # the worker's start-up, scheduler and first sweep
@@ -487,19 +511,28 @@ def report(args: argparse.Namespace, bench: Bench, found: dict) -> None:
             f"wrk -c {args.connections}, {args.rounds} interleaved rounds of "
             f"{args.seconds:g} s, medians"
         )
-        print(f"  {'endpoint':<34} {'req/s':>7} {'× LPUSH':>8} {'p50 ms':>7} {'p99 ms':>7}")
+        print(
+            f"  {'endpoint':<34} {'req/s':>7} {'× LPUSH':>8} {'p50 ms':>7} {'p99 ms':>7} "
+            f"{'CPU ms/req':>10}"
+        )
         names = {
             "lpush": "bare HMAC + Redis LPUSH",
             "enqueue": "bare HMAC + RQ enqueue",
             "hub": "hub Stripe ingest (stored in DB)",
+            "base": f"the same, at {args.baseline_tree}"[:34],
         }
         for key, label in names.items():
+            if key not in r:
+                continue
             p50 = statistics.median(x.p50_ms for x in r[key])
             p99 = statistics.median(x.p99_ms for x in r[key])
+            cpu = statistics.median(x.cpu_ms or 0.0 for x in r[key])
             print(
                 f"  {label:<34} {med[key]:7.0f} {med[key] / med['lpush']:8.2f} "
-                f"{p50:7.1f} {p99:7.1f}"
+                f"{p50:7.1f} {p99:7.1f} {cpu:10.2f}"
             )
+        if "base" in med:
+            print(f"  hub ÷ the same at {args.baseline_tree}: {med['hub'] / med['base']:.2f}")
         half = found["ingest"]["half"]
         print(
             f"  hub / RQ enqueue endpoint: {med['hub'] / med['enqueue']:.2f}   "
@@ -547,6 +580,12 @@ def main() -> None:
     parser.add_argument("--worker-rounds", type=int, default=2)
     parser.add_argument("--pending", type=int, default=10_000, help="pending journeys")
     parser.add_argument("--probes", type=int, default=12, help="steps timed at that load")
+    parser.add_argument(
+        "--baseline-tree",
+        default=None,
+        help="ingest: also run the hub of this checkout (e.g. a `git worktree` of an earlier "
+        "commit) in the same interleaved rounds, for a before/after in one run",
+    )
     parser.add_argument(
         "--only",
         choices=("ingest", "worker", "scheduling", "reports"),

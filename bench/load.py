@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,7 @@ class WrkResult:
     p99_ms: float
     requests: int
     errors: int
+    cpu_ms: float | None = None  # CPU of the server's processes per request (see Gunicorn.cpu)
 
 
 class Wrk:
@@ -190,7 +192,13 @@ class Gunicorn:
     several commits with one fsync)."""
 
     def __init__(
-        self, app: str, env: dict[str, str], log: Path, workers: int = 2, threads: int = 0
+        self,
+        app: str,
+        env: dict[str, str],
+        log: Path,
+        workers: int = 2,
+        threads: int = 0,
+        root: Path = ROOT,
     ) -> None:
         self.app = app
         self.port = free_port()
@@ -206,16 +214,36 @@ class Gunicorn:
                 str(workers),
                 *(["--worker-class", "gthread", "--threads", str(threads)] if threads else []),
                 "--chdir",
-                str(ROOT),
+                str(root),
                 "--log-level",
                 "warning",
                 app,
             ],
             env=env,
+            cwd=root,  # `python -m` puts the working directory first on sys.path
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
         wait_for(self._up, 60, message=f"{app} up")
+
+    def cpu(self) -> float:
+        """CPU seconds (user + system) used so far by the master and its workers.
+
+        On a machine other processes share, a rate measures the server's share of the CPU as
+        much as its work; CPU per request measures the work (the database's and Redis' own
+        CPU are not in it).
+        """
+        tick = os.sysconf("SC_CLK_TCK")
+        pids = [self.proc.pid]
+        with suppress(OSError):
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+            pids += [int(p) for p in children.split()]
+        total = 0
+        for pid in pids:
+            with suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / tick
 
     def _up(self) -> bool:
         if self.proc.poll() is not None:

@@ -197,22 +197,15 @@ def _work_until_stopped(hub: Any, burst: bool, max_idle_time: int | None) -> Non
     go on; only a stop signal, ``--burst`` or ``--max-idle-time`` ends the worker.
     """
     import redis
-    from rq import SimpleWorker
     from rq.exceptions import StopRequested
 
     from hub.queues import DEQUEUE_STRATEGY
-
-    class Worker(SimpleWorker):
-        stop_signalled = False
-
-        def request_stop(self, signum: int, frame: Any) -> None:
-            self.stop_signalled = True
-            super().request_stop(signum, frame)
+    from hub.worker import HubWorker
 
     pause = 1.0
     while True:
-        # SimpleWorker: no fork per job, so connections (SMTP, HTTP) are reused across messages
-        worker = Worker(hub.queues.all, connection=hub.queues.connection)
+        worker = HubWorker(hub.queues.all, connection=hub.queues.connection)
+        worker.hub = hub
         try:
             worked = worker.work(
                 with_scheduler=True,

@@ -8,6 +8,7 @@ currency, times aware UTC, phones E.164.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -17,6 +18,7 @@ from marshmallow import (
     Schema,
     ValidationError,
     fields,
+    missing,
     post_load,
     validate,
     validates,
@@ -47,7 +49,9 @@ class AwareDateTime(fields.AwareDateTime):
     def _deserialize(self, value, attr, data, **kwargs):  # noqa: ANN001
         if isinstance(value, datetime):
             if value.tzinfo is None:
-                raise self.make_error("invalid_awareness")
+                raise self.make_error(
+                    "invalid_awareness", awareness=self.AWARENESS, obj_type=self.OBJ_TYPE
+                )
             return value.astimezone(UTC)
         return super()._deserialize(value, attr, data, **kwargs).astimezone(UTC)
 
@@ -186,14 +190,176 @@ def unstorable_text(value: Any, path: str = "") -> str | None:
 _schema = EventSchema()
 
 
+class _Unsure(Exception):
+    """The fast path cannot vouch for this input: marshmallow itself decides."""
+
+
+_PLAIN_TYPES = {fields.String: str, fields.Integer: int, fields.Boolean: bool, fields.Raw: object}
+
+
+def _field_loader(field: fields.Field) -> Callable[[Any], Any]:
+    """What ``field.deserialize`` does to a value of its plain type (the field's own
+    validators included), as one small function; anything else is :class:`_Unsure`.
+
+    Types are checked exactly (``type(v) is int``): where marshmallow would convert (``"5"``
+    for an Integer, ``"true"`` for a Boolean, a bool for an Integer it refuses) it decides.
+    """
+    validators = tuple(field.validators)
+    kind = _PLAIN_TYPES.get(type(field))
+    if isinstance(field, fields.Email | fields.Url):
+        kind = str
+    if isinstance(field, AwareDateTime):
+
+        def convert(value: Any) -> Any:
+            if type(value) is datetime and value.tzinfo is not None:
+                return value.astimezone(UTC)
+            try:  # an ISO string: the field's own parser
+                return field.deserialize(value)
+            except ValidationError as exc:
+                raise _Unsure from exc
+
+    elif kind is object:
+
+        def convert(value: Any) -> Any:
+            return value
+
+    elif kind is not None:
+
+        def convert(value: Any) -> Any:
+            if type(value) is not kind:
+                raise _Unsure
+            return value
+
+    else:
+        raise TypeError(f"no fast loader for {field!r}")
+
+    def load(value: Any) -> Any:
+        if value is None:
+            if not field.allow_none:
+                raise _Unsure
+            return None
+        value = convert(value)
+        try:
+            for validator in validators:
+                validator(value)
+        except ValidationError as exc:
+            raise _Unsure from exc
+        return value
+
+    return load
+
+
+def _object_loader(
+    schema: Schema, nested: dict[str, Callable[[Any], Any]] | None = None
+) -> Callable[[Any], dict]:
+    """``schema.load`` for a dict of known keys whose values the field loaders vouch for."""
+    nested = nested or {}
+    plan = []
+    for name, field in schema.fields.items():
+        loader = nested.get(name) or _field_loader(field)
+        if nested.get(name) is not None and field.allow_none:
+            loader = _none_or(loader)
+        default = field.load_default
+        plan.append((name, loader, field.required, default, callable(default)))
+    keys = frozenset(schema.fields)
+
+    def load(data: Any) -> dict:
+        if type(data) is not dict or not keys.issuperset(data):
+            raise _Unsure  # not an object, or unknown keys: RAISE or INCLUDE is marshmallow's
+        out = {}
+        for name, loader, required, default, make in plan:
+            if name in data:
+                out[name] = loader(data[name])
+            elif required:
+                raise _Unsure
+            elif default is not missing:
+                out[name] = default() if make else default
+        return out
+
+    return load
+
+
+def _none_or(loader: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else loader(value)
+
+
+def _list_of(loader: Callable[[Any], Any]) -> Callable[[Any], list]:
+    def load(value: Any) -> list:
+        if type(value) is not list:
+            raise _Unsure
+        return [loader(item) for item in value]
+
+    return load
+
+
+def _nested(name: str, within: Schema = _schema) -> Schema:
+    return within.fields[name].schema  # type: ignore[attr-defined]
+
+
+_cart = _nested("cart")
+_load_event_fields = _object_loader(
+    _schema,
+    {
+        "customer": _object_loader(_nested("customer")),
+        "cart": _object_loader(
+            _cart,
+            {"items": _list_of(_object_loader(_cart.fields["items"].inner.schema))},  # type: ignore[attr-defined]
+        ),
+        "consent": _object_loader(_nested("consent")),
+    },
+)
+
+
+def _load_fast(data: dict) -> dict:
+    """:class:`EventSchema`'s result for input it vouches for, else :class:`_Unsure`.
+
+    The same fields, defaults, validators and hooks run, in the same order; only the Schema
+    machinery around them (error stores, hook lookup, nested Schema calls) is skipped, which
+    was ~75 µs of the ~80 µs ``load`` took per webhook. Anything unusual — an error, an unknown
+    key, a consent channel only a plugin declares, a non-dict — goes to marshmallow, which
+    gives the error (with its field path) or the result.
+    """
+    try:
+        out = _load_event_fields(data)
+        _schema._no_whitespace(out["event_key"])
+        return _schema._normalize(out)
+    except ValidationError as exc:
+        raise _Unsure from exc
+
+
 def load_event(data: dict) -> dict:
     """Validate and load one event dict; raises ``ValidationError`` with messages per field."""
-    return _schema.load(data)
+    try:
+        return _load_fast(data)
+    except _Unsure:
+        return _schema.load(data)
+
+
+# a loaded event's only values JSON cannot hold as they are
+_DATETIME_FIELDS = ("occurred_at", "recovery_expires_at")
 
 
 def dump_event(event: dict) -> dict:
-    """JSON-ready form of a loaded event (datetimes as ISO strings)."""
-    return _schema.dump(event)
+    """JSON-ready form of a loaded event (datetimes as ISO strings).
+
+    A loaded event is already plain data except for its two datetimes, so this copies it
+    instead of running marshmallow's ``dump``: ~2 µs against ~27 µs on every webhook, and
+    ``dump`` would drop the consent of channels no field declares (a plugin's ``telegram``),
+    which the worker then no longer saw. Nested dicts and lists are copied, so callers may
+    change the result freely.
+    """
+    out = dict(event)
+    for key in _DATETIME_FIELDS:
+        value = out.get(key)
+        if isinstance(value, datetime):
+            out[key] = value.isoformat()
+    for key in ("customer", "consent"):
+        if isinstance(out.get(key), dict):
+            out[key] = dict(out[key])
+    cart = out.get("cart")
+    if isinstance(cart, dict):
+        out["cart"] = {**cart, "items": [dict(item) for item in cart.get("items") or []]}
+    return out
 
 
 def first_error_field(messages: Any, prefix: str = "") -> tuple[str, str]:

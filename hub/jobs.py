@@ -25,6 +25,30 @@ def process_event(event_id: int, bound: Any = None) -> str:
     return _bound_run(bound, lambda engine, b: engine.process_event(event_id, expect=b))
 
 
+def process_handed_off(entries: list[tuple[Any, Any]]) -> int:
+    """Process events a worker took from the event list (``Queues.take_events``), one after
+    the other, each as its own job would; returns how many ran.
+
+    The binding is checked as for a job. An event that fails stays ``stored``: the sweep hands
+    it off again, as it does for an RQ job that failed.
+    """
+    hub = current_hub()
+    ran = 0
+    for event_id, bound in entries:
+        try:
+            if not isinstance(event_id, int):
+                raise Mismatch(f"not an event entry: {bound!r}")
+            binding = Binding.from_job(bound)
+            binding.check_installation(hub.installation)
+            Engine(hub).process_event(event_id, expect=binding)
+            ran += 1
+        except Mismatch as exc:
+            log.warning("dropped event %s: %s", event_id, exc)
+        except Exception:
+            log.exception("event %s failed; the sweep hands it off again", event_id)
+    return ran
+
+
 def run_step(step_id: int, attempt: int = 0, bound: Any = None) -> str:
     return _bound_run(bound, lambda engine, b: engine.run_step(step_id, attempt, expect=b))
 

@@ -255,7 +255,9 @@ class QueueDepth:
                 pipe.zcard(queue.scheduled_job_registry.key)
                 pipe.zcard(queue.started_job_registry.key)
                 pipe.zcard(queue.failed_job_registry.key)
-            counts = pipe.execute()
+            pipe.llen(self.queues.event_list)  # stored events handed off, not RQ jobs
+            *counts, handed_off = pipe.execute()
+            counts[names.index("events") * len(self.STATES)] += handed_off
         except Exception as exc:  # a scrape must answer even when Redis does not
             log.warning("queue depth unavailable: %s", exc.__class__.__name__)
             up.add_metric([], 0)

@@ -168,3 +168,47 @@ def _status(port: int, path: str) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
     conn.request("GET", path)
     return conn.getresponse().status
+
+
+def test_webhook_answer_sets_no_session_cookie_and_hands_off_one_entry(hub_factory):
+    """A platform keeps no cookies: the webhook route opens no session. The stored event
+    reaches Redis as one entry of the event list naming its id, tenant and installation."""
+    harness = hub_factory({"acme": tenant_toml(smtp_url="smtp://127.0.0.1:1")})
+    body = stripe_event()
+    answer = harness.post("acme", "stripe", body, stripe_headers(body))
+    assert answer.status_code == 202
+    assert "Set-Cookie" not in answer.headers
+    queues = harness.hub.queues
+    assert queues.event_list == f"{queues.namespace}events"
+    [row] = harness.rows("events")
+    [(event_id, bound)] = queues.take_events()
+    assert event_id == row.id
+    assert bound["tenant"] == "acme" and bound["installation"] == harness.hub.installation
+    assert queues.events.count == 0  # no RQ job per webhook
+
+
+def test_stored_payload_keeps_consent_for_a_channel_only_a_plugin_declares(hub_factory):
+    """The worker reads the stored payload: a plugin channel's consent must survive storing."""
+    from datetime import UTC, datetime
+
+    from hub.events import load_event
+    from hub.ingress import store_event
+
+    harness = hub_factory({"acme": tenant_toml(smtp_url="smtp://127.0.0.1:1")})
+    event = load_event(
+        {
+            "kind": "checkout.abandoned",
+            "event_key": "evt_telegram",
+            "checkout_id": "cs_telegram",
+            "occurred_at": "2026-01-02T03:04:05Z",
+            "tenant": "acme",
+            "source": "stripe",
+            "customer": {"email": "bob@example.com"},
+            "consent": {"email": "opt_in", "telegram": "opt_in"},
+        }
+    )
+    store_event(harness.hub.store, event, None, datetime.now(UTC))
+    [row] = harness.rows("events")
+    stored = load_event({**row.payload, "raw": None})
+    assert stored["consent"]["telegram"] == "opt_in"
+    assert stored == {**event, "raw": None}

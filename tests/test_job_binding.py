@@ -235,3 +235,23 @@ def test_an_unsubscribe_link_works_only_for_the_journey_it_was_mailed_for(
     )
     assert harness.client.post(f"/u/{token}").status_code == status
     assert harness.rows("journeys")[0].status == ("unsubscribed" if status == 200 else "open")
+
+
+def test_an_event_entry_of_another_installation_on_our_event_list_is_dropped(
+    hub_factory, smtp_server
+):
+    """The event list is shared by installations whose ids share 8 hex digits: an entry made
+    by the twin names a row of ours (same id, tenant) yet is dropped, never processed."""
+    harness = hub_factory({"acme": tenant_toml(smtp_url=smtp_server.url, after="0s")}, NO_SWEEP)
+    ours = harness.hub.installation
+    twin = Queues(harness.hub.queues.url, SHARED_PREFIX, ours[:8] + str(uuid.uuid4())[8:])
+    abandon(harness, "bob@example.com", "cs_bob")
+    [event] = harness.rows("events")
+    harness.hub.queues.take_events()  # our own hand-off is lost; only the twin's entry remains
+    twin.enqueue_event(event.id, "acme")
+    harness.hub.queues.connection.rpush(harness.hub.queues.event_list, b"not an entry")
+    output = harness.run_burst()
+    assert f"dropped event {event.id}: made for installation {twin.installation}" in output
+    assert "not an event entry" in output
+    assert harness.rows("events")[0].status == "stored"
+    assert smtp_server.messages == []

@@ -16,10 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, g, request
-from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from hub.dashboard.site import blueprint
+from hub.ingress import NoSessionOnWebhooks
 
 # private data, our own script and styles only; the preview's e-mail is an iframe srcdoc with
 # an empty sandbox (no script, no forms, no same-origin), whose images may come from anywhere
@@ -29,9 +29,10 @@ _CSP = (
 )
 
 
-class _SessionInterface(SecureCookieSessionInterface):
+class _SessionInterface(NoSessionOnWebhooks):
     """The session cookie is ``Secure`` whenever the request came over HTTPS (directly, or
-    through a proxy trusted with ``HUB_TRUSTED_PROXIES``), not only when configured so."""
+    through a proxy trusted with ``HUB_TRUSTED_PROXIES``), not only when configured so; none
+    is opened for a webhook (see ``NoSessionOnWebhooks``)."""
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)

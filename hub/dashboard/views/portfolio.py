@@ -49,7 +49,7 @@ def _queue_depths(hub: Any) -> dict[str, Any]:
     try:
         queues = hub.queues
         return {
-            "events": queues.events.count,
+            "events": queues.events.count + queues.queued_events(),  # checks + stored events
             "steps": queues.steps.count,
             "scheduled": queues.steps.scheduled_job_registry.count
             + queues.events.scheduled_job_registry.count,
