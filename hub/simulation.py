@@ -131,7 +131,8 @@ class Simulation:
     def store(self) -> Store:
         return self.hub.store
 
-    def _tick(self, when: datetime) -> None:
+    def set_clock(self, when: datetime) -> None:
+        """Move the fake clock (and what the queues take for now) to ``when``."""
         self.now = self.hub.queues.now = when
 
     def run(self, arrivals: Iterable[Arrival], end: datetime) -> Iterator[Happening]:
@@ -145,7 +146,7 @@ class Simulation:
             next_job = queues.heap[0][0] if queues.heap else None
             if pending and (next_job is None or pending[0].at <= next_job):
                 arrival = pending.pop(0)
-                self._tick(arrival.at)
+                self.set_clock(arrival.at)
                 event = arrival.event
                 event_id = store_event(self.store, event, arrival.raw, arrival.at)
                 note = None if event_id is None else self.engine.process_event(event_id)
@@ -156,7 +157,7 @@ class Simulation:
             due, _seq, kind, args = heapq.heappop(queues.heap)
             if due > end:
                 break
-            self._tick(due + timedelta(seconds=1))
+            self.set_clock(due + timedelta(seconds=1))
             before = len(self.sent)
             if kind == "call":
                 args[0](self.store)
