@@ -79,8 +79,12 @@ class Plan:
     journey_id: int
     status: str
     flow: str | None
-    person: str  # masked e-mail or phone
+    identity: str  # the e-mail or phone the person is matched on (never printed)
     messages: dict[int, Message] = field(default_factory=dict)
+
+    @property
+    def person(self) -> str:
+        return mask(self.identity)
 
 
 @dataclass(frozen=True)
@@ -89,12 +93,16 @@ class Change:
     ``after`` what the replay would do."""
 
     kind: str
-    person: str
+    identity: str  # who, unmasked: two people may share a mask (j***@example.com)
     checkout_id: str
     step_index: int
     before: Message | None
     after: Message | None
     flow: str | None = None  # the flow the replay follows
+
+    @property
+    def person(self) -> str:
+        return mask(self.identity)
 
     @property
     def moved_by(self) -> timedelta | None:
@@ -165,11 +173,12 @@ class Replay:
             **counts,
         }
 
-    def by_person(self) -> dict[str, list[Change]]:
+    def by_person(self) -> list[list[Change]]:
+        """The changes grouped per person (by identity, not by the mask two may share)."""
         grouped: dict[str, list[Change]] = {}
         for change in self.changes:
-            grouped.setdefault(change.person, []).append(change)
-        return grouped
+            grouped.setdefault(change.identity, []).append(change)
+        return list(grouped.values())
 
     def as_json(self) -> dict:
         return {
@@ -180,7 +189,10 @@ class Replay:
             "flows": self.flows,
             "totals": self.totals(),
             "unreadable_events": self.unreadable,
-            "people": {p: [c.as_json() for c in cs] for p, cs in self.by_person().items()},
+            "people": [
+                {"person": cs[0].person, "changes": [c.as_json() for c in cs]}
+                for cs in self.by_person()
+            ],
             "applied": None if self.applied is None else [a.as_json() for a in self.applied],
         }
 
@@ -328,7 +340,7 @@ def _plans(conn: sa.Connection, tenant: str, checkouts: list[str]) -> dict[str, 
         )
     ).all()
     plans = {
-        r.checkout_id: Plan(r.checkout_id, r.id, r.status, r.flow, mask(r.email or r.phone))
+        r.checkout_id: Plan(r.checkout_id, r.id, r.status, r.flow, r.email or r.phone or "")
         for r in rows
     }
     by_id = {p.journey_id: p for p in plans.values()}
@@ -363,8 +375,8 @@ def _diff(
         before, after = real.get(checkout), replayed.get(checkout)
         if before is None and after is None:
             continue
-        person = (before or after).person  # type: ignore[union-attr]
-        people.add(person)
+        identity = (before or after).identity  # type: ignore[union-attr]
+        people.add(identity)
         flow = after.flow if after else None
         was = before.messages if before else {}
         will = after.messages if after else {}
@@ -376,7 +388,7 @@ def _diff(
             if kind is None:
                 result.unchanged += 1
             else:
-                result.changes.append(Change(kind, person, checkout, index, b, a, flow))
+                result.changes.append(Change(kind, identity, checkout, index, b, a, flow))
     result.checkouts = len([c for c in checkouts if c in real or c in replayed])
     result.people = len(people)
 

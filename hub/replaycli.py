@@ -94,8 +94,8 @@ def _print(result: Replay, tenant: Any) -> None:
         f"{_local(result.until, tenant)}, replayed through the flows of {result.flows} "
         f"(as of {_local(result.as_of, tenant)})"
     )
-    for person, changes in result.by_person().items():
-        click.echo(person)
+    for changes in result.by_person():
+        click.echo(changes[0].person)
         for change in changes:
             click.echo(f"  {_describe(change, tenant)}")
     t = result.totals()

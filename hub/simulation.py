@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
+import sqlalchemy as sa
 
 from hub import migrations
 from hub.cliparams import require_database
@@ -210,6 +211,10 @@ def dry_run_logging() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def _no_sync(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.execute("PRAGMA synchronous=OFF")
+
+
 @contextmanager
 def simulation(hub: Any, tenant: Any) -> Iterator[Simulation]:
     """A :class:`Simulation` of ``tenant`` (give a copy with other flows to try them) on a
@@ -218,6 +223,9 @@ def simulation(hub: Any, tenant: Any) -> Iterator[Simulation]:
     sent: list[OutboundMessage] = []
     with tempfile.TemporaryDirectory() as tmp, dry_run_logging(), history(hub):
         store = Store(f"sqlite:///{tmp}/simulate.db")
+        # a throw-away database needs no durability: a replay of 200 checkouts (400 messages)
+        # took 13 s with a flush per commit, 6.3-7.1 s without (measured here, 2 cores)
+        sa.event.listen(store.engine, "connect", _no_sync)
         try:
             migrations.upgrade(store)
             sim = SimHub(
