@@ -14,7 +14,7 @@ from marshmallow import Schema, fields
 from hub.api import pagination
 from hub.api.auth import scope
 from hub.api.errors import Blueprint
-from hub.api.schemas import Range, TenantFilterSchema, Time
+from hub.api.schemas import Range, TenantFilterSchema
 from hub.consent_evidence import entry, history_query
 from hub.current import current_hub
 from hub.store import consent_evidence
@@ -56,7 +56,7 @@ class EvidenceSchema(Schema):
     fact = fields.Nested(FactSchema, required=True)
     delivery_id = fields.Integer(required=True, allow_none=True)
     delivery_status = fields.String(required=True, allow_none=True)
-    sent_at = Time(required=True, allow_none=True)
+    sent_at = fields.String(required=True, allow_none=True, metadata={"description": "ISO 8601"})
 
 
 EvidencePageSchema = pagination.page_schema(EvidenceSchema, "ConsentEvidencePage")
