@@ -101,13 +101,18 @@ def received(conn: sa.Connection, event_id: int | None) -> tuple[str | None, str
 
 
 def platform_fact(
-    journey: Any, event: dict, channel: str, source: Any, event_key: str | None, at: str | None
+    source_name: str | None,
+    event: dict,
+    channel: str,
+    source: Any,
+    event_key: str | None,
+    at: str | None,
 ) -> dict[str, Any]:
     """The consent the platform reported for ``channel`` on the journey's latest event."""
     named = getattr(source, "consent_fields", None) or {}
     return {
         "value": (event.get("consent") or {}).get(channel, "unknown"),
-        "source": journey.source,
+        "source": source_name,
         "field": named.get(channel) or f"consent.{channel}",
         "event_key": event_key,
         "received_at": at,

@@ -107,10 +107,14 @@ class Policy:
         policy = policy_text(tenant, sink, country)
         if not sink.needs_consent:
             return Evidence(sink.channel, policy, not_needed_fact(sink))
-        with self.rt.store.begin() as conn:
-            event_key, at = received(conn, getattr(journey, "event_id", None))
-        source = self.rt.hub.sources.get(journey.source)
-        fact = platform_fact(journey, event, sink.channel, source, event_key, at)
+        event_key, at = None, None
+        event_id = getattr(journey, "event_id", None)  # a preview's journey has no stored event
+        if event_id is not None:
+            with self.rt.store.begin() as conn:
+                event_key, at = received(conn, event_id)
+        source_name = getattr(journey, "source", None) or event.get("source")
+        source = self.rt.hub.sources.get(source_name)
+        fact = platform_fact(source_name, event, sink.channel, source, event_key, at)
         return Evidence(sink.channel, policy, fact)
 
     def _refusal(self, tenant: Tenant, channel: str, event: dict) -> tuple[str, dict | None] | None:
