@@ -34,6 +34,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(config_group)
     app.cli.add_command(sweep_command)
     app.cli.add_command(log_command)
+    from hub.consentcli import consent_command
     from hub.dbcli import db_group
     from hub.democli import demo_command
     from hub.erasurecli import COMMANDS as ERASURE_COMMANDS
@@ -44,6 +45,7 @@ def register(app: Flask) -> None:
     from hub.userscli import users_group
 
     app.cli.add_command(demo_command)
+    app.cli.add_command(consent_command)
     app.cli.add_command(flow_group)
     app.cli.add_command(db_group)
     app.cli.add_command(plugin_group)

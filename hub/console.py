@@ -34,6 +34,7 @@ from flask import Flask, current_app
 READ_ONLY = frozenset(
     {
         "config",
+        "consent",
         "db",
         "demo",
         "erasures",

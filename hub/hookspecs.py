@@ -237,12 +237,18 @@ class Source:
         ``checkout.updated`` then (re)schedules a check after the tenant's ``abandon_after``
         (default ``default_abandon_after``), and the core emits ``checkout.abandoned`` when
         nothing converted or deleted the checkout by then.
+    ``consent_fields``
+        for consent evidence: per channel kind, the platform field the event's ``consent``
+        value was read from (``{"email": "customer.email_marketing_consent.state"}``). Every
+        message records it next to the value; a channel not named here is recorded as
+        ``consent.<channel>`` of the normalized event.
     """
 
     name: ClassVar[str]
     config_schema: ClassVar[type]
     infers_abandonment: ClassVar[bool] = False
     default_abandon_after: ClassVar[str] = "15m"
+    consent_fields: ClassVar[Mapping[str, str]] = {}
 
     def verify(self, request: InboundRequest, config: Mapping[str, Any]) -> None:
         """Prove that ``request`` was sent by the platform for this tenant.

@@ -111,6 +111,8 @@ journeys = sa.Table(
     sa.Column("credited_delivery_id", sa.Integer),
     sa.Column("credit", sa.String(16)),
     sa.Column("refunded_amount", sa.BigInteger),
+    # in its flow's holdout group (hub.holdout): tracked like the others, sent nothing
+    sa.Column("holdout", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
     sa.UniqueConstraint("tenant", "checkout_id", name="uq_journey_checkout"),
 )
 sa.Index("ix_journeys_email", journeys.c.tenant, journeys.c.email)
@@ -201,6 +203,32 @@ tracking_events = sa.Table(
 )
 sa.Index("ix_tracking_events_tenant", tracking_events.c.tenant, tracking_events.c.at)
 sa.Index("ix_tracking_events_journey", tracking_events.c.journey_id)
+
+# Consent evidence (hub.consent_evidence): per channel decision of a step, the consent fact it
+# relied on (value, the platform field or subscription that gave it, when it was received) and
+# the tenant policy that allowed or refused it. Written in the transaction that claims the
+# delivery (allowed) or records the skip (refused); erasure scrubs the person, keeps the rest.
+consent_evidence = sa.Table(
+    "consent_evidence",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("journey_id", sa.Integer, sa.ForeignKey("journeys.id"), nullable=False),
+    sa.Column("delivery_id", sa.Integer, sa.ForeignKey("deliveries.id")),
+    sa.Column("step_index", sa.Integer, nullable=False),
+    sa.Column("sink", sa.String(64), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("email", sa.String(320)),
+    sa.Column("phone", sa.String(20)),
+    sa.Column("decision", sa.String(16), nullable=False),  # allowed | refused
+    sa.Column("reason", sa.Text),
+    sa.Column("policy", sa.Text, nullable=False),
+    sa.Column("fact", sa.JSON, nullable=False),
+    sa.Column("decided_at", UTCDateTime, nullable=False),
+)
+sa.Index("ix_consent_evidence_email", consent_evidence.c.tenant, consent_evidence.c.email)
+sa.Index("ix_consent_evidence_phone", consent_evidence.c.tenant, consent_evidence.c.phone)
+sa.Index("ix_consent_evidence_journey", consent_evidence.c.journey_id)
 
 # API keys: an agency admin key (tenant NULL, sees every tenant) or a tenant's key. Only a
 # hash of the secret is stored; ``prefix`` (shown in listings) finds the row without it.

@@ -26,6 +26,7 @@ from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validat
 
 from hub.conditions import Condition, ConditionError, compile_condition
 from hub.durations import format_duration, parse_duration
+from hub.holdout import parse_share
 from hub.spelling import closest, did_you_mean
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -115,6 +116,8 @@ class Flow:
     when: Condition | None
     steps: tuple[Step, ...]
     enabled: bool = True
+    # the share of journeys that get no message (hub.holdout), 0.0 to 0.5
+    holdout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,7 @@ class FlowSchema(Schema):
     name = fields.String(required=True)
     enabled = fields.Boolean(load_default=True)
     when = fields.Raw(load_default=None)
+    holdout = fields.Raw(load_default=None)  # "10%"; checked by hub.holdout.parse_share
     steps = fields.List(fields.Nested(StepSchema), required=True, validate=validate.Length(min=1))
 
 
@@ -513,7 +517,8 @@ def _validate(
                     when=condition(step["when"], f"{skey}.when"),
                 )
             )
-        flows.append(Flow(flow["name"], flow_when, tuple(steps), flow["enabled"]))
+        holdout = _holdout_share(flow["holdout"], f"{fkey}.holdout", file, issues)
+        flows.append(Flow(flow["name"], flow_when, tuple(steps), flow["enabled"], holdout))
 
     countries: set[str] = set()
     for i, c in enumerate(core["consent"].get("opt_in_countries", [])):
@@ -588,6 +593,17 @@ def _load_plugin_table(
     except Exception as exc:  # a plugin's schema must not take config loading down
         issues.append(ConfigIssue(file, key, f"plugin schema failed: {exc!r}"))
     return {}
+
+
+def _holdout_share(value: Any, key: str, file: str, issues: list[ConfigIssue]) -> float:
+    """A flow's ``holdout`` as a share (0 when absent); a bad one is an issue at ``key``."""
+    if value is None:
+        return 0.0
+    try:
+        return parse_share(value)
+    except ValueError as exc:
+        issues.append(ConfigIssue(file, key, str(exc)))
+        return 0.0
 
 
 def _consent_policies(

@@ -162,6 +162,7 @@ BAD_INPUT = [
     ("users list", ["--all"], {}, 2, "No such option '--all'"),
     ("erase", ["bakery", "--email", "jane@"], {}, 2, "'jane@' is not an e-mail address"),
     ("erasures", ["nope"], {}, 2, "no tenant 'nope'; known tenants: bakery"),
+    ("consent", ["bakery", "--phone", "12"], {}, 2, "'12' is not a phone number"),
     ("retention run", ["--tenant", "nope"], {}, 2, "no tenant 'nope'; known tenants: bakery"),
 ]
 

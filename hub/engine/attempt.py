@@ -85,14 +85,29 @@ class Attempts:
 
         context = self.context.build(tenant, journey, flow_step, sink)
         if existing is None:
-            address, status, reason = self.policy.eligibility(
-                tenant, journey, sink, config, event, context
-            )
+            decision = self.policy.decide(tenant, journey, sink, config, event, context)
+            address, status, reason = decision.address, decision.status, decision.reason
             if address is None:
-                self.ledger.skip(journey, step_index, sink_name, channel, None, status, reason)
+                self.ledger.skip(
+                    journey,
+                    step_index,
+                    sink_name,
+                    channel,
+                    None,
+                    status,
+                    reason,
+                    evidence=decision.evidence,
+                )
                 return f"{status} ({reason})", False
             delivery_id = self.ledger.claim(
-                tenant.slug, journey, step_id, step_index, sink_name, channel, address
+                tenant.slug,
+                journey,
+                step_id,
+                step_index,
+                sink_name,
+                channel,
+                address,
+                evidence=decision.evidence,
             )
             if delivery_id is None:
                 return "claimed by another run", True

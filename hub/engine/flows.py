@@ -20,6 +20,8 @@ from hub.tenants import Flow, Tenant
 
 # a journey in one of these statuses sends nothing more
 CLOSED = ("converted", "deleted", "unsubscribed", "superseded")
+# the reason a step of a journey in its flow's holdout group is skipped with
+HOLDOUT = "holdout"
 
 
 class Flows:
@@ -72,6 +74,8 @@ class Flows:
             return "tenant is not configured", None
         if journey.status != "open":
             return journey.status if journey.status in CLOSED else f"journey {journey.status}", None
+        if journey.holdout:  # tracked like the others, sent nothing (hub.holdout)
+            return HOLDOUT, None
         flow = next((f for f in tenant.flows if f.name == journey.flow), None)
         if flow is None or not flow.enabled:
             return "flow disabled", None

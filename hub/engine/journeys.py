@@ -18,6 +18,7 @@ from hub.engine.flows import CLOSED, Flows
 from hub.engine.policy import Policy
 from hub.engine.runtime import Runtime
 from hub.events import dump_event, identity_of
+from hub.holdout import in_holdout
 from hub.store import events, journeys, steps
 from hub.tenants import Tenant
 
@@ -142,7 +143,13 @@ class Journeys:
                 sa.update(journeys).where(journeys.c.id == journey_id).values(status="no_flow")
             )
             return f"journey {journey_id}: no flow matches"
-        conn.execute(sa.update(journeys).where(journeys.c.id == journey_id).values(flow=flow.name))
+        # the group is chosen once, here, and kept: a change of the share later moves no one
+        held_out = in_holdout(tenant.slug, flow.holdout, email, phone, event["checkout_id"])
+        conn.execute(
+            sa.update(journeys)
+            .where(journeys.c.id == journey_id)
+            .values(flow=flow.name, holdout=held_out)
+        )
         for step in flow.steps:
             due = self.policy.due_time(tenant, event, max(event["occurred_at"] + step.after, now))
             step_id, token = conn.execute(
@@ -158,6 +165,7 @@ class Journeys:
             ).one()
             effects.steps.append(StepJob(step_id, token, tenant.slug, due))
         extra = f", superseded {superseded}" if superseded else ""
+        extra += ", in the holdout group" if held_out else ""
         return (
             f"journey {journey_id} started with flow {flow.name!r} ({len(flow.steps)} steps{extra})"
         )

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from hub.consent_evidence import Evidence
 from hub.engine.runtime import Runtime
 from hub.store import deliveries, delivery_log, steps
 
@@ -67,8 +68,13 @@ class Ledger:
         sink: str,
         channel: str,
         address: str,
+        evidence: Evidence | None = None,
     ) -> int | None:
-        """Insert the ``sending`` row of a first attempt; ``None`` when another run has it."""
+        """Insert the ``sending`` row of a first attempt; ``None`` when another run has it.
+
+        ``evidence`` (the consent basis, hub.consent_evidence) is stored in the same
+        transaction, so no message is claimed without it.
+        """
         now = self.rt.clock()
         with self.rt.store.begin() as conn:
             # the ledger's unique key decides who sends; a conflict inserts nothing (no
@@ -91,6 +97,8 @@ class Ledger:
             ).scalar()
             if delivery_id is None:
                 return None
+            if evidence is not None:
+                evidence.write(conn, journey, step_index, sink, delivery_id, now)
             conn.execute(
                 sa.update(steps)
                 .where(steps.c.id == step_id)
@@ -169,8 +177,10 @@ class Ledger:
         identity: str | None,
         status: str,
         reason: str,
+        evidence: Evidence | None = None,
     ) -> None:
-        """A channel that was not tried: a ledger row with no attempt (once per channel)."""
+        """A channel that was not tried: a ledger row with no attempt (once per channel);
+        ``evidence`` of the refusal goes in the same transaction."""
         now = self.rt.clock()
         with self.rt.store.begin() as conn:
             try:
@@ -194,6 +204,8 @@ class Ledger:
                     ).scalar_one()
             except sa.exc.IntegrityError:
                 return
+            if evidence is not None:
+                evidence.write(conn, journey, step_index, sink_name, delivery_id, now)
             self.log(conn, journey, step_index, sink_name, channel, delivery_id, 0, status, reason)
         if self.rt.metrics:
             self.rt.metrics.delivery(journey.tenant, sink_name, status, reason)

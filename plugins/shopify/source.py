@@ -73,6 +73,11 @@ class ShopifySource(Source):
     ``checkouts/delete``, ``orders/create`` and ``orders/paid`` (docs/shopify.md)."""
 
     name = "shopify"
+    consent_fields = {
+        "email": "customer.email_marketing_consent.state, buyer_accepts_marketing",
+        "sms": "customer.sms_marketing_consent.state",
+        "whatsapp": "customer.sms_marketing_consent.state",
+    }
     config_schema = ShopifyConfig
     infers_abandonment = True
     default_abandon_after = "15m"

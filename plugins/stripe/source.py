@@ -200,6 +200,7 @@ class StripeSource(Source):
     ``checkout.session.completed`` and ``checkout.session.async_payment_succeeded``."""
 
     name = "stripe"
+    consent_fields = {"email": "checkout.session consent.promotions"}
     config_schema = StripeConfig
 
     def verify(self, request: InboundRequest, config: Mapping[str, Any]) -> None:
