@@ -1,6 +1,6 @@
 """Holdout groups and consent evidence.
 
-Revision ID: 0007_holdout_consent
+Revision ID: 0005_holdout_consent
 Revises: 0004_users
 Create Date: 2026-12-03
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_holdout_consent"
+revision = "0005_holdout_consent"
 down_revision = "0004_users"
 branch_labels = None
 depends_on = None
