@@ -19,8 +19,10 @@ from pathlib import Path
 
 import redis
 from rq import Queue
+from rq.job import Job, JobStatus
 
 from hub.binding import Binding
+from hub.leases import Leases
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,18 @@ JOB_DEFAULTS = {"result_ttl": 0, "failure_ttl": 7 * 24 * 3600, "job_timeout": 12
 # webhooks (35 000 queued events) must not hold back a step that is due now, and a flood of
 # due steps must not stop new abandonments from being scheduled.
 DEQUEUE_STRATEGY = "round_robin"
+# a job in one of these states will still run: the sweep must not queue it again
+WAITING = frozenset(
+    status.value.encode()
+    for status in (
+        JobStatus.CREATED,
+        JobStatus.QUEUED,
+        JobStatus.DEFERRED,
+        JobStatus.SCHEDULED,
+        JobStatus.RATE_LIMITED,
+        JobStatus.READY_TO_ENQUEUE,
+    )
+)
 # what RQ accepts in a job id (rq.job.JOB_ID_PATTERN)
 _PREFIX = re.compile(r"[A-Za-z0-9_-]*")
 
@@ -154,6 +168,7 @@ class Queues:
         self.connection = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         self.events = Queue(self.namespace + EVENTS, connection=self.connection)
         self.steps = Queue(self.namespace + STEPS, connection=self.connection)
+        self.leases = Leases(self.connection, self.namespace)
 
     @property
     def all(self) -> list[Queue]:
@@ -177,7 +192,7 @@ class Queues:
                     "hub.jobs.process_event",
                     (event_id,),
                     {"bound": self._bound(tenant)},
-                    job_id=f"{self.namespace}event-{event_id}",
+                    job_id=self.event_job_id(event_id),
                     result_ttl=JOB_DEFAULTS["result_ttl"],
                     failure_ttl=JOB_DEFAULTS["failure_ttl"],
                     timeout=JOB_DEFAULTS["job_timeout"],
@@ -196,7 +211,7 @@ class Queues:
         own step (early, quiet hours) makes a new id, because RQ deletes the finishing job's
         hash, and with it a same-id job just scheduled, when ``result_ttl`` is 0.
         """
-        job_id = f"{self.namespace}step-{step_id}-{token}-{attempt}-{int(due_at.timestamp())}"
+        job_id = self.step_job_id(step_id, token, attempt, due_at)
         kwargs = {"bound": self._bound(tenant, token)}
         if due_at <= datetime.now(due_at.tzinfo):
             self.steps.enqueue(
@@ -220,15 +235,50 @@ class Queues:
         self, journey_id: int, update_at: datetime, due_at: datetime, *, tenant: str, token: str
     ) -> None:
         """Inferred abandonment: look at journey ``journey_id`` again at ``due_at``."""
-        stamp = int(update_at.timestamp() * 1000)
         self.events.enqueue_at(
             due_at,
             "hub.jobs.check_abandonment",
             args=(journey_id, update_at.isoformat()),
             kwargs={"bound": self._bound(tenant, token)},
-            job_id=f"{self.namespace}check-{journey_id}-{token}-{stamp}-{int(due_at.timestamp())}",
+            job_id=self.check_job_id(journey_id, token, update_at, due_at),
             **JOB_DEFAULTS,
         )
+
+    def step_job_id(self, step_id: int, token: str, attempt: int, due_at: datetime) -> str:
+        """The job id of one run of a step: the same arguments always make the same id."""
+        return f"{self.namespace}step-{step_id}-{token}-{attempt}-{int(due_at.timestamp())}"
+
+    def check_job_id(
+        self, journey_id: int, token: str, update_at: datetime, due_at: datetime
+    ) -> str:
+        """The job id of one abandonment check (the update it judges, and when)."""
+        stamp = int(update_at.timestamp() * 1000)
+        return f"{self.namespace}check-{journey_id}-{token}-{stamp}-{int(due_at.timestamp())}"
+
+    def waiting(self, job_ids: list[str]) -> set[str]:
+        """The ``job_ids`` Redis still holds to run: queued, scheduled or deferred (one round
+        trip). A started job is not counted: its worker may be dead (the sweep asks the
+        step's lease instead); finished, failed and missing jobs will not run again."""
+        if not job_ids:
+            return set()
+        pipe = self.connection.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(Job.key_for(job_id), "status")
+        return {
+            job_id
+            for job_id, status in zip(job_ids, pipe.execute(), strict=True)
+            if status in WAITING
+        }
+
+    # -- the event side: how a stored event travels to the workers, and whether it still does
+
+    def event_job_id(self, event_id: int) -> str:
+        return f"{self.namespace}event-{event_id}"
+
+    def events_waiting(self, event_ids: list[int]) -> set[int]:
+        """The stored ``event_ids`` whose hand-off Redis still holds (see ``waiting``)."""
+        ids = {self.event_job_id(event_id): event_id for event_id in event_ids}
+        return {ids[job_id] for job_id in self.waiting(list(ids))}
 
     def ping(self) -> None:
         self.connection.ping()
