@@ -1,7 +1,8 @@
 """The sweep rebuilds what Redis lost, and only that (issue 9): a step still queued or
 scheduled, or one whose send a live process holds (its lease), is left alone; a step whose job
 is gone is queued once, and its copy counts as queued on the next pass. Real Redis and RQ, the
-engine's clock moved forward instead of waiting."""
+engine's clock moved forward instead of waiting. Also: a retry that will never run does not
+leave its ledger row ``retrying``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from samples import stripe_event, stripe_headers, tenant_toml
+from samples import stripe_completed, stripe_event, stripe_headers, tenant_toml
 
 from hub.engine import Engine
 from hub.leases import Leases
@@ -92,3 +93,24 @@ def test_a_lease_taken_without_redis_does_not_stop_the_send(hub_factory, smtp_se
     assert "lease" in caplog.text and "not taken" in caplog.text
     with pytest.raises(redis.ConnectionError):  # the sweep fails and tries on its next tick
         nowhere.leases.alive(["step-7"])
+
+
+def test_a_retry_that_will_not_run_leaves_no_retrying_ledger_row(hub_factory, smtp_server):
+    smtp_server.stop()  # the first attempt fails retryably
+    harness = hub_factory({"acme": tenant_toml(smtp_url=smtp_server.url, after="0s")})
+    body = stripe_event()
+    assert harness.post("acme", "stripe", body, stripe_headers(body)).status_code == 202
+    Engine(harness.hub).process_event(harness.rows("events")[0].id)  # the step runs inline
+    [delivery] = harness.rows("deliveries")
+    assert delivery.status == "retrying"
+
+    body = stripe_completed()
+    assert harness.post("acme", "stripe", body, stripe_headers(body)).status_code == 202
+    converted = max(row.id for row in harness.rows("events"))
+    Engine(harness.hub).process_event(converted)
+
+    [step] = harness.rows("steps")
+    [delivery] = harness.rows("deliveries")
+    assert step.status == "cancelled"
+    assert delivery.status == "skipped"
+    assert delivery.reason.startswith("retry dropped: ")

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from hub.engine.effects import Effects, StepJob
 from hub.engine.flows import CLOSED, Flows
-from hub.engine.ledger import SENT_STATUSES
+from hub.engine.ledger import SENT_STATUSES, drop_retries
 from hub.engine.policy import Policy
 from hub.engine.runtime import Runtime
 from hub.events import dump_event, identity_of
@@ -93,6 +93,7 @@ class Journeys:
             .where(steps.c.journey_id == journey_id, steps.c.status.in_(("scheduled", "retrying")))
             .values(status="cancelled", reason=reason, updated_at=now)
         )
+        drop_retries(conn, journey_id, reason, now)
 
     # ------------------------------------------------------------------ abandoned
 
