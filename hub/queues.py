@@ -34,14 +34,16 @@ JOB_DEFAULTS = {"result_ttl": 0, "failure_ttl": 7 * 24 * 3600, "job_timeout": 12
 # webhooks (35 000 queued events) must not hold back a step that is due now, and a flood of
 # due steps must not stop new abandonments from being scheduled.
 DEQUEUE_STRATEGY = "round_robin"
-# a job in one of these states will still run: the sweep must not queue it again
+# a job in one of these states will still run: the sweep must not queue it again. Not
+# `scheduled`: the sweep asks only about work overdue by HUB_SWEEP_AFTER, and RQ's scheduler
+# moves a due job to its queue within a second, so a job still scheduled then has no live
+# scheduler (a killed one keeps its queue's lock for 61 s, and is replaced after minutes)
 WAITING = frozenset(
     status.value.encode()
     for status in (
         JobStatus.CREATED,
         JobStatus.QUEUED,
         JobStatus.DEFERRED,
-        JobStatus.SCHEDULED,
         JobStatus.RATE_LIMITED,
         JobStatus.READY_TO_ENQUEUE,
     )
@@ -256,9 +258,12 @@ class Queues:
         return f"{self.namespace}check-{journey_id}-{token}-{stamp}-{int(due_at.timestamp())}"
 
     def waiting(self, job_ids: list[str]) -> set[str]:
-        """The ``job_ids`` Redis still holds to run: queued, scheduled or deferred (one round
-        trip). A started job is not counted: its worker may be dead (the sweep asks the
-        step's lease instead); finished, failed and missing jobs will not run again."""
+        """The overdue ``job_ids`` Redis still holds on a queue (one round trip).
+
+        A started job is not counted: its worker may be dead (the sweep asks the step's lease
+        instead); nor a scheduled one (see ``WAITING``); finished, failed and missing jobs
+        will not run again.
+        """
         if not job_ids:
             return set()
         pipe = self.connection.pipeline(transaction=False)

@@ -18,33 +18,33 @@ from hub.leases import Leases
 from hub.queues import Queues
 
 
-def abandoned_step(harness, after: str = "1h") -> Engine:  # noqa: ANN001
-    """One journey whose step is due ``after`` from now, its job scheduled in RQ; returns an
-    engine whose clock reads two hours later (the step is overdue, past HUB_SWEEP_AFTER)."""
-    body = stripe_event()
+def abandoned_step(harness) -> Engine:  # noqa: ANN001
+    """One journey whose step fell due an hour ago and waits on the steps queue (workers
+    behind); returns an engine for now, when it is overdue past HUB_SWEEP_AFTER."""
+    two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+    body = stripe_event(created=int(two_hours_ago.timestamp()))
     assert harness.post("acme", "stripe", body, stripe_headers(body)).status_code == 202
     [event] = harness.rows("events")
-    Engine(harness.hub).process_event(event.id)
+    Engine(harness.hub, clock=lambda: two_hours_ago).process_event(event.id)
     [step] = harness.rows("steps")
     assert step.status == "scheduled"
-    two_hours_on = datetime.now(UTC) + timedelta(hours=2)
-    return Engine(harness.hub, clock=lambda: two_hours_on)
+    assert harness.hub.queues.steps.count == 1
+    return Engine(harness.hub)
 
 
 def redis_forgets_everything(harness) -> None:  # noqa: ANN001
     queues = harness.hub.queues
     queues.connection.delete(*queues.connection.keys(f"*{queues.namespace}*"))
-    assert queues.steps.scheduled_job_registry.count == 0
+    assert queues.steps.count == 0
 
 
 def test_sweep_leaves_a_step_whose_job_redis_still_holds(hub_factory, smtp_server):
     harness = hub_factory({"acme": tenant_toml(smtp_url=smtp_server.url, after="1h")})
     engine = abandoned_step(harness)
-    assert harness.hub.queues.steps.scheduled_job_registry.count == 1
 
     assert engine.sweep()["steps"] == 0
-    assert harness.hub.queues.steps.scheduled_job_registry.count == 1
-    assert harness.hub.queues.steps.count == 0
+    assert engine.sweep()["steps"] == 0
+    assert harness.hub.queues.steps.count == 1
 
 
 def test_sweep_queues_a_lost_step_once_however_often_it_runs(hub_factory, smtp_server):
@@ -55,8 +55,27 @@ def test_sweep_queues_a_lost_step_once_however_often_it_runs(hub_factory, smtp_s
     assert engine.sweep()["steps"] == 1
     assert engine.sweep()["steps"] == 0  # the copy it queued is still waiting
     assert engine.sweep()["steps"] == 0
-    steps = harness.hub.queues.steps  # due in an hour of real time: RQ's scheduler holds it
-    assert steps.count + steps.scheduled_job_registry.count == 1
+    assert harness.hub.queues.steps.count == 1
+
+
+def test_sweep_takes_a_step_still_scheduled_long_after_its_time_and_adds_no_copy(
+    hub_factory, smtp_server
+):
+    """RQ's scheduler moves a due job within a second; one still scheduled HUB_SWEEP_AFTER
+    later has no live scheduler (a killed worker's keeps the queue's lock for a minute)."""
+    harness = hub_factory({"acme": tenant_toml(smtp_url=smtp_server.url, after="1h")})
+    body = stripe_event()
+    assert harness.post("acme", "stripe", body, stripe_headers(body)).status_code == 202
+    Engine(harness.hub).process_event(harness.rows("events")[0].id)
+    scheduled = harness.hub.queues.steps.scheduled_job_registry
+    assert scheduled.count == 1
+    two_hours_on = datetime.now(UTC) + timedelta(hours=2)
+    engine = Engine(harness.hub, clock=lambda: two_hours_on)
+
+    assert engine.sweep()["steps"] == 1
+    assert engine.sweep()["steps"] == 1  # still not moved: queued again, under the same id
+    assert scheduled.count == 1
+    assert harness.hub.queues.steps.count == 0
 
 
 def test_sweep_leaves_a_step_whose_send_a_live_process_holds(hub_factory, smtp_server):
