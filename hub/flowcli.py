@@ -15,7 +15,7 @@ import logging
 import re
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -452,6 +452,17 @@ def _local(when: datetime, tenant: Any) -> str:
 # ------------------------------------------------------------------------------- simulate
 
 
+class _SimLeases:
+    """One process runs every job of a simulation in turn: no send is ever in flight
+    elsewhere."""
+
+    def hold(self, name: str) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def alive(self, names: Any) -> set[str]:
+        return set()
+
+
 class _SimQueues:
     """Stands in for RQ: jobs go onto a heap ordered by due time."""
 
@@ -460,6 +471,7 @@ class _SimQueues:
         self.seq = itertools.count()
         self.url = "simulated"
         self.now = datetime.now(UTC)
+        self.leases = _SimLeases()
 
     def _push(self, due: datetime, kind: str, args: tuple) -> None:
         heapq.heappush(self.heap, (max(due, self.now), next(self.seq), kind, args))

@@ -19,7 +19,7 @@ from itsdangerous import BadSignature
 
 from hub import attribution
 from hub.current import current_hub
-from hub.engine import link_serializer
+from hub.engine import drop_retries, link_serializer
 from hub.events import load_event
 from hub.store import delivery_log, journeys, steps, suppressions
 
@@ -152,6 +152,7 @@ def unsubscribe(token: str) -> Response:
                 )
                 .values(status="cancelled", reason="unsubscribed", updated_at=now)
             )
+            drop_retries(conn, journey_id, "unsubscribed", now)
     return _page(
         "Unsubscribed", f"<h1>Unsubscribed</h1><p>You will get no more reminders from {shop}.</p>"
     )

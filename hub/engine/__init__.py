@@ -36,7 +36,7 @@ from hub.engine.effects import CheckJob, Effects, Scheduler, StepJob
 from hub.engine.flows import CLOSED, Flows
 from hub.engine.inferred import Inference, inferred_abandonment
 from hub.engine.journeys import Journeys
-from hub.engine.ledger import SENT_STATUSES, Ledger
+from hub.engine.ledger import SENT_STATUSES, Ledger, drop_retries
 from hub.engine.policy import Policy
 from hub.engine.render import MessageContext, link_serializer
 from hub.engine.runtime import EARLY_SLACK, Runtime, one_connection
@@ -55,6 +55,7 @@ __all__ = [
     "Effects",
     "Engine",
     "StepJob",
+    "drop_retries",
     "inferred_abandonment",
     "link_serializer",
 ]

@@ -140,6 +140,9 @@ class Attempts:
             return f"{existing.status} ({existing.reason})", False
         if existing.status == "unknown":
             return "outcome unknown; not resent", True
+        if existing.status == "sending" and self.scheduler.in_flight([step_row.id]):
+            # a live process holds the step's lease: slow, not crashed; it records the outcome
+            return "in flight in another run", True
         if existing.status == "sending" and not (sink and sink.idempotent):
             self.ledger.record(
                 Attempt(
@@ -199,7 +202,8 @@ class Attempts:
             template=flow_step.template,
         )
         try:
-            provider_id = sink.send(message, config)
+            with self.scheduler.sending(attempt.step_id):
+                provider_id = sink.send(message, config)
         except RetryableError as exc:
             if attempts >= sink.max_attempts:
                 return self._failed(attempt, f"gave up after {attempts} attempts: {exc.reason}")

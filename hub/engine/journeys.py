@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from hub import attribution
 from hub.engine.effects import Effects, StepJob
 from hub.engine.flows import CLOSED, Flows
+from hub.engine.ledger import drop_retries
 from hub.engine.policy import Policy
 from hub.engine.runtime import Runtime
 from hub.events import dump_event, identity_of
@@ -94,6 +95,7 @@ class Journeys:
             .where(steps.c.journey_id == journey_id, steps.c.status.in_(("scheduled", "retrying")))
             .values(status="cancelled", reason=reason, updated_at=now)
         )
+        drop_retries(conn, journey_id, reason, now)
 
     # ------------------------------------------------------------------ abandoned
 

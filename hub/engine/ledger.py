@@ -27,6 +27,24 @@ def identity_key(address: str) -> str:
     return address.strip().lower()
 
 
+def drop_retries(
+    conn: sa.Connection, journey_id: int, reason: str, now: Any, step_index: int | None = None
+) -> None:
+    """Settle the ``retrying`` ledger rows of a step (or a journey) that will not run again.
+
+    A step skipped at fire time or cancelled with its journey never claims its retry: without
+    this the ledger row would say ``retrying`` for ever.
+    """
+    where = [deliveries.c.journey_id == journey_id, deliveries.c.status == "retrying"]
+    if step_index is not None:
+        where.append(deliveries.c.step_index == step_index)
+    conn.execute(
+        sa.update(deliveries)
+        .where(*where)
+        .values(status="skipped", reason=f"retry dropped: {reason}", updated_at=now)
+    )
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One try of one ledger row: what every record of its outcome needs."""
@@ -222,13 +240,15 @@ class Ledger:
         self, step_id: int, journey: Any, step_index: int, status: str, reason: str
     ) -> str:
         """Settle the step row (a skip also goes to the delivery log); returns the job's note."""
+        now = self.rt.clock()
         with self.rt.store.begin() as conn:
             conn.execute(
                 sa.update(steps)
                 .where(steps.c.id == step_id)
-                .values(status=status, reason=reason, updated_at=self.rt.clock())
+                .values(status=status, reason=reason, updated_at=now)
             )
             if status == "skipped":
+                drop_retries(conn, journey.id, reason, now, step_index)
                 self.log(conn, journey, step_index, None, None, None, 0, "skipped", reason)
         log.info("step id=%s journey=%s outcome=%s reason=%s", step_id, journey.id, status, reason)
         return f"{status}: {reason}"

@@ -15,7 +15,6 @@ import re
 import threading
 import time
 
-import pytest
 from process_helpers import (
     ALLOW_LOOPBACK,
     email_sink,
@@ -269,13 +268,6 @@ def test_a_retry_waits_its_back_off_while_the_sweep_runs(hub_factory, http_stand
     assert gap > 5.0, f"retried after {gap:.1f}s instead of 6 s"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub bug, left to the retry-timing work: the sweep takes a step whose send has "
-    "been in flight longer than HUB_SWEEP_AFTER for a crashed one; another worker re-runs it "
-    "and records 'interrupted' (a deduping sink would be called a second time) while the "
-    "first request is still open. Sink timeouts may be up to 120 s, HUB_SWEEP_AFTER is 60 s",
-)
 def test_a_send_in_flight_longer_than_sweep_after_is_not_taken_for_a_crash(
     hub_factory, http_stand_in
 ):
