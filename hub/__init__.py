@@ -3,8 +3,9 @@
 This module is the public API: plugin authors import from ``hub`` and nothing else of the
 package (``hub.testing`` in their tests). What it exports, by job:
 
-* **the contract** (``hub.hookspecs``): :data:`hookimpl`, :class:`Source`, :class:`Sink`, the
-  dataclasses the hub hands over and the errors a plugin raises on purpose;
+* **the contract** (``hub.hookspecs``): :data:`hookimpl`, :class:`Source`, :class:`Sink`,
+  :class:`ConversionProbe` (asking a platform whether a checkout converted), the dataclasses
+  the hub hands over and the errors a plugin raises on purpose;
 * **run-time services** (``hub.services``): :class:`PluginServices`, handed to hooks that ask
   for ``services``, with :class:`PluginData` and :func:`error_response`;
 * **outbound HTTP** (``hub.outbound``): :class:`HttpSink`, :func:`new_session`,
@@ -30,6 +31,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from hub.hookspecs import (
+    ConversionProbe,
     DemoRequest,
     InboundRequest,
     IngestOutcome,
@@ -37,6 +39,7 @@ from hub.hookspecs import (
     OutcomeUnknown,
     PayloadError,
     PermanentError,
+    ProbeQuestion,
     RetryableError,
     Sink,
     Source,
@@ -105,6 +108,7 @@ _LAZY = {
 
 __all__ = [
     "AwareDateTime",
+    "ConversionProbe",
     "DemoRequest",
     "EventSchema",
     "HttpSink",
@@ -117,6 +121,7 @@ __all__ = [
     "PermanentError",
     "PluginData",
     "PluginServices",
+    "ProbeQuestion",
     "RetryableError",
     "Sink",
     "Source",

@@ -14,6 +14,7 @@ of this package, named for what it holds:
 * ``flows`` — flow choice and the stop rules a step re-checks;
 * ``policy`` — contact policy: consent, suppressions, frequency cap, quiet hours;
 * ``step`` — firing one step; ``attempt`` — one delivery attempt, its outcome and backoff;
+* ``probe`` — asking the platform whether the checkout converted, right before a step fires;
 * ``ledger`` — the ``deliveries`` and ``delivery_log`` rows;
 * ``render`` — the message context and signed links;
 * ``effects`` — work handed to RQ after commit; ``sweep`` — rebuilding lost queue state;
@@ -38,6 +39,7 @@ from hub.engine.inferred import Inference, inferred_abandonment
 from hub.engine.journeys import Journeys
 from hub.engine.ledger import SENT_STATUSES, Ledger
 from hub.engine.policy import Policy
+from hub.engine.probe import Prober
 from hub.engine.render import MessageContext, link_serializer
 from hub.engine.runtime import EARLY_SLACK, Runtime, one_connection
 from hub.engine.step import StepRunner
@@ -86,10 +88,11 @@ class Engine:
         self.ledger = Ledger(rt)
         self.messages = MessageContext(rt)
         self.attempts = Attempts(rt, self.ledger, self.policy, self.messages, self.scheduler)
-        self.steps = StepRunner(
-            rt, self.flows, self.policy, self.ledger, self.attempts, self.scheduler
-        )
         self.journeys = Journeys(rt, self.flows, self.policy)
+        self.prober = Prober(rt, self.journeys, self.ledger)
+        self.steps = StepRunner(
+            rt, self.flows, self.policy, self.ledger, self.attempts, self.scheduler, self.prober
+        )
         self.inference = Inference(rt, self.journeys)
         self.sweeper = Sweep(rt, self.scheduler)
 
