@@ -10,7 +10,8 @@ package (``hub.testing`` in their tests). What it exports, by job:
   for ``services``, with :class:`PluginData` and :func:`error_response`;
 * **outbound HTTP** (``hub.outbound``): :class:`HttpSink`, :func:`new_session`,
   :class:`NetworkPolicy`, :func:`classify_request_error`, :func:`classify_status`,
-  :func:`retry_after_seconds`, the config fields :func:`url_field` and :func:`timeout_field`;
+  :func:`retry_after_seconds`, :func:`request_json` (a probe's API call), the config fields
+  :func:`url_field` and :func:`timeout_field`;
 * **tickets for staff** (``hub.tickets``): :class:`TicketSink`, :func:`ticket_text`,
   :func:`priority_field`;
 * **e-mail** (``hub.mail``): :func:`build_email`, :func:`wire_bytes`, :func:`parse_mailbox`, so
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
         classify_request_error,
         classify_status,
         new_session,
+        request_json,
         retry_after_seconds,
         timeout_field,
         tls_context,
@@ -94,6 +96,7 @@ _LAZY = {
             "classify_request_error",
             "classify_status",
             "new_session",
+            "request_json",
             "retry_after_seconds",
             "timeout_field",
             "tls_context",
@@ -145,6 +148,7 @@ __all__ = [
     "parse_json",
     "parse_mailbox",
     "priority_field",
+    "request_json",
     "retry_after_seconds",
     "ticket_text",
     "timeout_field",
