@@ -210,6 +210,10 @@ class Engine:
         """The person's abandonments within a window before ``event`` (at least 1)."""
         return self.flows.abandon_counter(conn, tenant, event)
 
+    def dead_link(self, tenant: Tenant, flow_step: Any, event: dict, when: datetime) -> str | None:
+        """Why a step's message would carry a dead link at ``when`` (see ``Flows.dead_link``)."""
+        return self.flows.dead_link(tenant, flow_step, event, when)
+
     def eligibility(
         self, tenant: Tenant, journey: Any, sink: Any, config: Any, event: dict, context: dict
     ) -> tuple[str | None, str | None, str | None]:
