@@ -218,3 +218,21 @@ def test_the_hub_stops_waiting_for_a_probe_that_ignores_its_timeout():
     started = time.monotonic()
     assert bounded(Sleepy(), question, {}, 0.2) == ("timeout", "no answer within 0.2s")
     assert time.monotonic() - started < 0.5
+
+
+def test_a_conversion_the_probe_finds_after_a_message_counts_as_recovered(world):
+    answers = iter(["expired", "complete"])
+    status = {"now": "expired"}
+
+    def handle(request):
+        if urlsplit(request.path).path == "/v1/checkout/sessions/cs_1":
+            status["now"] = next(answers)
+        return stripe_api(status["now"])(request)
+
+    s, _server = world(handle)
+    s.event(recovery_expires_at=T0 + timedelta(days=30))
+    s.run_until(T0 + timedelta(days=2))
+    assert [m.step_index for m in s.sent] == [0]
+    journey = s.harness.rows("journeys", checkout_id="cs_1")[0]
+    assert journey.status == "converted" and journey.recovered is True
+    assert (journey.recovered_amount, journey.recovered_currency) == (4999, "EUR")

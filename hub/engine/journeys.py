@@ -94,6 +94,14 @@ class Journeys:
             .values(status="cancelled", reason=reason, updated_at=now)
         )
 
+    def messages_sent(self, conn: sa.Connection, journey_id: int) -> int:
+        """How many messages of the journey went out: a conversion after one is ours."""
+        return conn.execute(
+            sa.select(sa.func.count())
+            .select_from(deliveries)
+            .where(deliveries.c.journey_id == journey_id, deliveries.c.status.in_(SENT_STATUSES))
+        ).scalar_one()
+
     # ------------------------------------------------------------------ abandoned
 
     def on_abandoned(
@@ -248,13 +256,7 @@ class Journeys:
         for journey in rows:
             if journey.status in ("converted", "deleted"):
                 continue
-            sent = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(deliveries)
-                .where(
-                    deliveries.c.journey_id == journey.id, deliveries.c.status.in_(SENT_STATUSES)
-                )
-            ).scalar_one()
+            sent = self.messages_sent(conn, journey.id)
             named = journey.checkout_id in checkout_ids
             self.close(
                 conn,

@@ -18,11 +18,11 @@ import requests
 import sqlalchemy as sa
 
 from hub.engine.journeys import Journeys
-from hub.engine.ledger import SENT_STATUSES, Ledger
+from hub.engine.ledger import Ledger
 from hub.engine.runtime import Runtime
 from hub.events import load_event
 from hub.hookspecs import ProbeQuestion
-from hub.store import deliveries, journeys
+from hub.store import journeys
 from hub.tenants import Tenant
 
 log = logging.getLogger("hub.engine")
@@ -90,13 +90,7 @@ class Prober:
             ).first()
             if row is None or row.status != "open":
                 return False
-            sent = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(deliveries)
-                .where(
-                    deliveries.c.journey_id == journey.id, deliveries.c.status.in_(SENT_STATUSES)
-                )
-            ).scalar_one()
+            sent = self.journeys.messages_sent(conn, journey.id)
             cart = (row.event or {}).get("cart") or {}
             self.journeys.close(
                 conn,
