@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -299,6 +300,32 @@ def config_check() -> None:
     if problems:
         raise SystemExit(1)
     click.echo(f"ok: {len(hub.tenants)} tenant(s) in {hub.settings.config_dir / 'tenants'}")
+    for slug, tenant in sorted(hub.tenants.items()):
+        click.echo(f"  {slug}: {link_and_probe_summary(tenant, hub.probes)}")
+
+
+def link_and_probe_summary(tenant: Any, probes: Mapping[str, Any]) -> str:
+    """Which sources the conversion probe asks, and how links are kept alive: what a shop
+    owner asks first ("will it mail someone who already paid?")."""
+    from hub.durations import format_duration
+
+    asked = [
+        name
+        for name, config in sorted(tenant.sources.items())
+        if name in probes and config and probes[name].ready(config)
+    ]
+    if not tenant.probe.enabled:
+        probe = "off"
+    elif asked:
+        probe = f"asks {', '.join(asked)} (timeout {format_duration(tenant.probe.timeout)})"
+    else:
+        probe = "no source can be asked (no API key)"
+    links = tenant.links
+    fallback = links.fallback_url or "none (410 page)"
+    return (
+        f"conversion probe {probe}; no message whose link or offer dies within "
+        f"{format_duration(links.margin)}; expired links go to {fallback}"
+    )
 
 
 @click.command("sweep")

@@ -362,7 +362,12 @@ def _preview_one(engine: Engine, tenant: Any, event: dict, preview: Preview) -> 
         )
     stored = dump_event({**event, "raw": None})
     journey = SimpleNamespace(
-        id=0, token="preview", tenant=tenant.slug, event=stored, checkout_id=event["checkout_id"]
+        id=0,
+        token="preview",
+        tenant=tenant.slug,
+        event=stored,
+        checkout_id=event["checkout_id"],
+        abandoned_at=event["occurred_at"],
     )
     facts = facts_for(event, tenant.currency)
 
@@ -374,11 +379,11 @@ def _preview_one(engine: Engine, tenant: Any, event: dict, preview: Preview) -> 
         due = engine.due_time(tenant, stored, event["occurred_at"] + step.after)
         shown = StepPreview(step.index, due, step.template)
         preview.steps.append(shown)
-        expires = event.get("recovery_expires_at")
+        dead = engine.dead_link(tenant, step, event, due)
         if preview.holdout:
             shown.skipped = HOLDOUT
-        elif expires is not None and expires <= due:
-            shown.skipped = "recovery URL expired"
+        elif dead:
+            shown.skipped = dead
         elif step.when is not None and not step.when.holds(facts, counter):
             shown.skipped = "condition not met"
         else:

@@ -15,14 +15,22 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import is_currency
-from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
+from marshmallow import (
+    INCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates_schema,
+)
 
 from hub.conditions import Condition, ConditionError, compile_condition
 from hub.durations import format_duration, parse_duration
@@ -109,6 +117,16 @@ class Step:
     offer: Mapping[str, Any] | None
     when: Condition | None
 
+    def offer_expires_at(self, abandoned_at: datetime | None) -> datetime | None:
+        """When the step's offer dies: its ``expires_at``, or ``valid_for`` after the
+        abandonment (so every step of a flow tells the customer the same deadline)."""
+        offer = self.offer or {}
+        if offer.get("expires_at") is not None:
+            return offer["expires_at"]
+        if offer.get("valid_for") is not None and abandoned_at is not None:
+            return abandoned_at + offer["valid_for"]
+        return None
+
 
 @dataclass(frozen=True)
 class Flow:
@@ -118,6 +136,24 @@ class Flow:
     enabled: bool = True
     # the share of journeys that get no message (hub.holdout), 0.0 to 0.5
     holdout: float = 0.0
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """``[probe]``: ask the source's platform whether the checkout converted before a step
+    fires (where the source has a probe and its table the credentials), and how long to wait."""
+
+    enabled: bool = True
+    timeout: timedelta = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """``[links]``: no message goes out whose recovery URL or offer dies within ``margin``;
+    an expired ``/r/`` link sends the customer to ``fallback_url`` (the shop) when set."""
+
+    margin: timedelta = timedelta(hours=1)
+    fallback_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +181,8 @@ class Tenant:
     # HTML e-mails carry an open pixel (an estimate: see the README's results section)
     track_opens: bool = True
     retention: timedelta | None = None
+    probe: ProbeSettings = ProbeSettings()
+    links: LinkSettings = LinkSettings()
 
     def consent_policy(self, channel: str, country: str | None) -> str:
         """What ``unknown`` consent allows on ``channel`` for a customer from ``country``."""
@@ -190,12 +228,43 @@ class ConsentSchema(Schema):
 
 
 class OfferSchema(Schema):
+    """A step's offer. It dies at ``expires_at`` or ``valid_for`` after the abandonment
+    (never both): a step whose offer dies within ``[links] margin`` is not sent."""
+
     class Meta:
         unknown = RAISE
 
     promo_code = fields.String()
     text = fields.String()
     discount = fields.String()
+    expires_at = fields.AwareDateTime(format="iso", default_timezone=None)
+    valid_for = DurationField()
+
+    @validates_schema
+    def _one_expiry(self, data: dict, **_: Any) -> None:
+        if "expires_at" in data and "valid_for" in data:
+            raise ValidationError("give expires_at or valid_for, not both", "valid_for")
+
+
+class ProbeSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    enabled = fields.Boolean(load_default=True)
+    timeout = DurationField(load_default=timedelta(seconds=2))
+
+    @validates_schema
+    def _short(self, data: dict, **_: Any) -> None:
+        if not timedelta(seconds=1) <= data["timeout"] <= timedelta(seconds=30):
+            raise ValidationError("must be between 1s and 30s: a step waits for it", "timeout")
+
+
+class LinksSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    margin = DurationField(load_default=timedelta(hours=1))
+    fallback_url = fields.Url(load_default=None, schemes={"http", "https"}, require_tld=False)
 
 
 class StepSchema(Schema):
@@ -243,6 +312,8 @@ class TenantSchema(Schema):
     sources = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
     sinks = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
     flows = fields.List(fields.Nested(FlowSchema), load_default=list)
+    probe = fields.Nested(ProbeSchema, load_default=lambda: ProbeSchema().load({}))
+    links = fields.Nested(LinksSchema, load_default=lambda: LinksSchema().load({}))
 
 
 def expand_env(value: Any, environ: Mapping[str, str], path: str, issues: list[str]) -> Any:
@@ -562,6 +633,8 @@ def _validate(
         raw=raw,
         track_opens=core["track_opens"],
         retention=retention,
+        probe=ProbeSettings(**core["probe"]),
+        links=LinkSettings(**core["links"]),
     )
     return tenant
 

@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from hub import attribution
 from hub.engine.effects import Effects, StepJob
 from hub.engine.flows import CLOSED, Flows
-from hub.engine.ledger import drop_retries
+from hub.engine.ledger import SENT_STATUSES, drop_retries
 from hub.engine.policy import Policy
 from hub.engine.runtime import Runtime
 from hub.events import dump_event, identity_of
 from hub.holdout import in_holdout
-from hub.store import events, journeys, steps
+from hub.store import deliveries, events, journeys, steps
 from hub.tenants import Tenant
 
 
@@ -96,6 +96,14 @@ class Journeys:
             .values(status="cancelled", reason=reason, updated_at=now)
         )
         drop_retries(conn, journey_id, reason, now)
+
+    def messages_sent(self, conn: sa.Connection, journey_id: int) -> int:
+        """How many messages of the journey went out: a conversion after one is ours."""
+        return conn.execute(
+            sa.select(sa.func.count())
+            .select_from(deliveries)
+            .where(deliveries.c.journey_id == journey_id, deliveries.c.status.in_(SENT_STATUSES))
+        ).scalar_one()
 
     # ------------------------------------------------------------------ abandoned
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, post_load, validate
 
-from hub import DemoRequest, InboundRequest, PayloadError, Source, parse_duration
+from hub import DemoRequest, InboundRequest, PayloadError, Source, parse_duration, url_field
 from plugins.shopify import mapping
 from plugins.shopify.signature import (
     SIGNATURE_HEADERS,
@@ -56,6 +56,17 @@ class ShopifyConfig(Schema):
         validate=validate.Length(min=1),
         metadata={"secret": True},
     )
+
+    # the conversion probe asks the Admin API with it (scope read_orders); without it, Shopify
+    # is not asked
+    admin_access_token = fields.String(
+        load_default=None, validate=validate.Length(min=1), metadata={"secret": True}
+    )
+    api_version = fields.String(
+        load_default=API_VERSION,
+        validate=validate.Regexp(r"^(\d{4}-\d{2}|unstable)$", error="expected YYYY-MM"),
+    )
+    admin_base = url_field(description="the shop's Admin API origin; tests use a stand-in")
 
     @post_load
     def _lower_domain(self, data: dict, **_: Any) -> dict:

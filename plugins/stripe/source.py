@@ -27,6 +27,7 @@ from hub import (
     VerificationError,
     minor_digits,
     to_e164,
+    url_field,
 )
 
 # Stripe's own minor-unit conventions (docs.stripe.com/currencies); ISO digits come from Babel
@@ -53,6 +54,7 @@ STRIPE_ZERO_DECIMAL = frozenset(
 STRIPE_THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 ABANDONED = "checkout.session.expired"
 CONVERTED = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+API_VERSION = "2025-01-27.acacia"  # the Stripe-Version the probe pins (and the demo event shows)
 
 
 class StripeConfig(Schema):
@@ -65,6 +67,17 @@ class StripeConfig(Schema):
     )
     tolerance = fields.Integer(load_default=300, validate=validate.Range(min=1, max=3600))
     livemode = fields.String(load_default="both", validate=validate.OneOf(("live", "test", "both")))
+    # the conversion probe reads Checkout Sessions with it; without it, Stripe is not asked
+    api_key = fields.String(
+        load_default=None,
+        validate=validate.Regexp(
+            r"^(sk|rk)_(live|test)_\S+$",
+            error="must be a secret or restricted API key (sk_… or rk_…)",
+        ),
+        metadata={"secret": True},
+    )
+    api_version = fields.String(load_default=API_VERSION, validate=validate.Length(min=1))
+    api_base = url_field(description="Stripe's API; tests point it at a stand-in")
 
 
 def sign(body: bytes, secret: str, timestamp: int) -> str:
@@ -267,7 +280,7 @@ class StripeSource(Source):
             "type": ABANDONED,
             "created": stamp,
             "livemode": config["livemode"] == "live",
-            "api_version": "2025-01-27.acacia",
+            "api_version": API_VERSION,
             "data": {
                 "object": {
                     "id": session_id,

@@ -50,7 +50,10 @@ DESCRIPTIONS: dict[str, str] = {
     "cart.items[].sku": "your product id or SKU",
     "cart.discount": "discount already applied, in minor units",
     "recovery_url": "where the customer resumes the checkout",
-    "recovery_expires_at": "no message is sent after this time",
+    "recovery_expires_at": (
+        "no message is sent within the tenant's [links] margin (default 1 h) of this time; an "
+        "expired tracked link goes to [links] fallback_url"
+    ),
     "consent": "what the customer agreed to, per channel, as your shop recorded it",
     "consent.email": "e-mail marketing consent",
     "consent.whatsapp": "WhatsApp consent (only an explicit opt-in field counts)",
