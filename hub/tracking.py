@@ -168,7 +168,7 @@ def recover(token: str) -> Response:
     expires = event.get("recovery_expires_at")
     if not event.get("recovery_url") or (expires and expires <= datetime.now(UTC)):
         # the cart is gone, the customer is not: send them to the shop when it says where
-        tenant = hub.tenants.get(journey.tenant)
+        tenant = current_hub().tenants.get(journey.tenant)
         if tenant is not None and tenant.links.fallback_url:
             return redirect(tenant.links.fallback_url, code=302)
         return _page("Link expired", "<h1>This link has expired</h1>", 410)
