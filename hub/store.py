@@ -118,22 +118,32 @@ journeys = sa.Table(
 sa.Index("ix_journeys_email", journeys.c.tenant, journeys.c.email)
 sa.Index("ix_journeys_phone", journeys.c.tenant, journeys.c.phone)
 # reports and the journey list read one tenant's journeys by the time they were abandoned; on
-# PostgreSQL the index also holds what a report's aggregates read (index-only scans, 0005)
+# PostgreSQL the index also holds what a report's aggregates read (index-only scans, 0005),
+# and a partial one holds the recovered journeys alone, which the credited-message queries read
+REPORT_COLUMNS = [
+    "id",
+    "flow",
+    "source",
+    "recovered",
+    "recovered_currency",
+    "recovered_amount",
+    "refunded_amount",
+    "credit",
+    "credited_delivery_id",
+]
 sa.Index(
     "ix_journeys_abandoned",
     journeys.c.tenant,
     journeys.c.abandoned_at,
-    postgresql_include=[
-        "id",
-        "flow",
-        "source",
-        "recovered",
-        "recovered_currency",
-        "recovered_amount",
-        "refunded_amount",
-        "credit",
-        "credited_delivery_id",
-    ],
+    postgresql_include=REPORT_COLUMNS,
+)
+sa.Index(
+    "ix_journeys_recovered",
+    journeys.c.tenant,
+    journeys.c.abandoned_at,
+    postgresql_include=REPORT_COLUMNS,
+    postgresql_where=journeys.c.recovered,
+    sqlite_where=journeys.c.recovered,
 )
 
 steps = sa.Table(

@@ -11,7 +11,10 @@ a journey row carries its whole normalized event (hundreds of bytes of JSON), so
 million journeys meant reading ~550 MB of table for ~40 bytes a row. PostgreSQL's ``INCLUDE``
 puts the columns the aggregates read into the index leaves, and the planner then answers with
 index-only scans (EXPLAIN on a million journeys: the journeys' pass 2.6 s → 1.7 s, shared
-buffers read 57,796 → 0). SQLite has no ``INCLUDE``; there the indexes stay as they were.
+buffers read 57,796 → 0). A partial index of the recovered journeys alone serves the queries
+that credit recoveries to messages, which read only those (by step or channel: the pass for
+recoveries without a credited message, 1.0 s → 0.13 s). SQLite has no ``INCLUDE``: there the
+two old indexes stay as they were, and the partial one holds only its key.
 
 The indexes are rebuilt inside the migration's transaction, which holds writes to the two
 tables while it runs (seconds per million rows): run ``hub db upgrade`` in a quiet moment.
@@ -19,6 +22,7 @@ tables while it runs (seconds per million rows): run ``hub db upgrade`` in a qui
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_report_indexes"
@@ -46,6 +50,14 @@ def _rebuild(table: str, name: str, columns: list[str], include: list[str]) -> N
 
 
 def upgrade() -> None:
+    op.create_index(
+        "ix_journeys_recovered",
+        "journeys",
+        ["tenant", "abandoned_at"],
+        postgresql_include=JOURNEY_COLUMNS,
+        postgresql_where=sa.text("recovered"),
+        sqlite_where=sa.text("recovered"),
+    )
     if op.get_bind().dialect.name != "postgresql":
         return
     _rebuild("journeys", "ix_journeys_abandoned", ["tenant", "abandoned_at"], JOURNEY_COLUMNS)
@@ -53,6 +65,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_journeys_recovered", table_name="journeys")
     if op.get_bind().dialect.name != "postgresql":
         return
     _rebuild("journeys", "ix_journeys_abandoned", ["tenant", "abandoned_at"], [])
