@@ -34,6 +34,7 @@ def foreign_ids(world: World) -> dict[str, object]:
         "journey_id": beta.journeys[0],
         "delivery_id": beta.deliveries[0],
         "event_id": beta.events[0],
+        "erasure_id": beta.erasures[0],
     }
 
 
