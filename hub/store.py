@@ -118,7 +118,7 @@ journeys = sa.Table(
 sa.Index("ix_journeys_email", journeys.c.tenant, journeys.c.email)
 sa.Index("ix_journeys_phone", journeys.c.tenant, journeys.c.phone)
 # reports and the journey list read one tenant's journeys by the time they were abandoned; on
-# PostgreSQL the index also holds what a report's aggregates read (index-only scans, 0005),
+# PostgreSQL the index also holds what a report's aggregates read (index-only scans, 0006),
 # and a partial one holds the recovered journeys alone, which the credited-message queries read
 REPORT_COLUMNS = [
     "id",

@@ -1,4 +1,4 @@
-"""Migration 0005_report_indexes on a database with rows: the reports read the same figures
+"""Migration 0006_report_indexes on a database with rows: the reports read the same figures
 after it, recovered journeys get a partial index, and on PostgreSQL the indexes hold the
 columns the aggregates read."""
 
@@ -21,12 +21,12 @@ def store(database):
     store.dispose()
 
 
-def _at_users(store: Store, schema: str | None) -> None:
+def _at_holdout(store: Store, schema: str | None) -> None:
     if schema:
         with store.engine.begin() as conn:
             conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     with store.migration_lock() as conn:
-        command.upgrade(migrations.alembic_config(conn), "0004_users")
+        command.upgrade(migrations.alembic_config(conn), "0005_holdout_consent")
 
 
 def _reports(store: Store) -> dict:
@@ -47,19 +47,19 @@ def _index_definitions(store: Store) -> dict[str, str]:
 
 
 def test_reports_read_the_same_figures_after_the_index_migration(database, store):
-    _at_users(store, database[1])
+    _at_holdout(store, database[1])
     seed_bakery(store)
     before = _reports(store)
 
     done = migrations.upgrade(store)
 
-    assert (done.before.current, done.after) == ("0004_users", migrations.head())
+    assert (done.before.current, done.after) == ("0005_holdout_consent", migrations.head())
     assert _reports(store) == before
     assert before["flow"]["total"]["abandoned"] == 6
 
 
 def test_on_postgresql_the_report_indexes_cover_the_aggregates(database, store):
-    _at_users(store, database[1])
+    _at_holdout(store, database[1])
     migrations.upgrade(store)
     found = _index_definitions(store)
     assert found["ix_journeys_recovered"].endswith("WHERE recovered")

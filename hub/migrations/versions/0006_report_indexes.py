@@ -1,8 +1,8 @@
 """Covering indexes for the reports: a month's report reads its journeys and their messages
 from the indexes alone.
 
-Revision ID: 0005_report_indexes
-Revises: 0004_users
+Revision ID: 0006_report_indexes
+Revises: 0005_holdout_consent
 Create Date: 2026-12-01
 
 A report scans one tenant's journeys by ``(tenant, abandoned_at)`` and joins their messages by
@@ -25,8 +25,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_report_indexes"
-down_revision = "0004_users"
+revision = "0006_report_indexes"
+down_revision = "0005_holdout_consent"
 branch_labels = None
 depends_on = None
 
