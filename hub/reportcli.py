@@ -7,8 +7,6 @@ and default to the current month so far.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import date, datetime
 from typing import Any
@@ -22,14 +20,15 @@ from hub.export import COLUMNS, export_csv
 from hub.holdoutcli import holdout_table
 from hub.incremental import holdout_report
 from hub.money import format_money
-from hub.reports import GROUPINGS, Figures, Report, ReportError, report
+from hub.reports import GROUPINGS, Figures, Report, ReportError, default_range, report
 
 DAY = click.DateTime(formats=["%Y-%m-%d"])
 
 
 def _range(tenant: Any, since: datetime | None, until: datetime | None) -> tuple[date, date]:
-    today = datetime.now(tenant.timezone).date()
-    return (since.date() if since else today.replace(day=1)), (until.date() if until else today)
+    return default_range(
+        tenant.timezone, since.date() if since else None, until.date() if until else None
+    )
 
 
 def _tenant(slug: str) -> Any:
@@ -91,7 +90,7 @@ def report_command(
     elif output == "json":
         click.echo(json.dumps(result.as_dict(), indent=2))
     elif output == "csv":
-        click.echo(report_csv(result), nl=False)
+        click.echo(result.as_csv(), nl=False)
     else:
         click.echo(report_table(result, tenant.locale))
 
@@ -141,49 +140,6 @@ def export_command(
 
 
 # --------------------------------------------------------------------------- output
-
-
-def report_csv(result: Report) -> str:
-    """The report as CSV: a ``row`` column (group | total), the key, counts, rates, and one
-    column per currency and amount (``revenue_minor_EUR``, …), amounts in minor units."""
-    keys = {"step": ["flow", "step"]}.get(result.by, [result.by])
-    counts = [
-        "abandoned",
-        "messaged",
-        "messages",
-        "delivered",
-        "bounced",
-        "opened",
-        "clicked",
-        "recovered",
-        "recovered_without_message",
-        "recovery_rate",
-        "messages_per_recovery",
-    ]
-    money = [
-        (f"{name}_minor_{currency}", name, currency)
-        for currency in result.currencies
-        for name in ("revenue", "revenue_without_message", "refunded")
-    ]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(["row", *keys, *counts, *(m[0] for m in money)])
-    lines = [("group", row.as_dict(result.by)) for row in result.rows]
-    lines.append(("total", result.total.as_dict()))
-    for kind, data in lines:
-        writer.writerow(
-            [
-                kind,
-                *(data.get(k) for k in keys),
-                *(_plain(data[c]) for c in counts),
-                *(data[name].get(currency, 0) for _col, name, currency in money),
-            ]
-        )
-    return buffer.getvalue()
-
-
-def _plain(value: Any) -> Any:
-    return round(value, 4) if isinstance(value, float) else value
 
 
 def report_table(result: Report, locale: str) -> str:

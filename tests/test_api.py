@@ -109,7 +109,10 @@ def test_every_endpoint_refuses_without_a_valid_key(world, header):
             continue
         url = fill_rule(
             rule.rule,
-            {"slug": "alpha", **dict.fromkeys(("journey_id", "delivery_id", "event_id"), 1)},
+            {
+                "slug": "alpha",
+                **dict.fromkeys(("journey_id", "delivery_id", "event_id", "erasure_id"), 1),
+            },
         )
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             answer = world.client.open(url, method=method, headers=headers)
