@@ -111,12 +111,17 @@ journeys = sa.Table(
     sa.Column("credited_delivery_id", sa.Integer),
     sa.Column("credit", sa.String(16)),
     sa.Column("refunded_amount", sa.BigInteger),
+    # the platform's id of the purchase that converted it (Stripe payment intent, Shopify
+    # order): its refunds name that, not the checkout
+    sa.Column("order_ref", sa.String(255)),
     sa.UniqueConstraint("tenant", "checkout_id", name="uq_journey_checkout"),
 )
 sa.Index("ix_journeys_email", journeys.c.tenant, journeys.c.email)
 sa.Index("ix_journeys_phone", journeys.c.tenant, journeys.c.phone)
 # reports and the journey list read one tenant's journeys by the time they were abandoned
 sa.Index("ix_journeys_abandoned", journeys.c.tenant, journeys.c.abandoned_at)
+# a refund that names only its purchase finds the journey by it
+sa.Index("ix_journeys_order_ref", journeys.c.tenant, journeys.c.order_ref)
 
 steps = sa.Table(
     "steps",
