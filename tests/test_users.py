@@ -42,7 +42,7 @@ def test_a_database_at_0003_results_gets_the_users_table_and_keeps_its_rows(data
         )
     now_utc = now.replace(tzinfo=UTC)
     done = migrations.upgrade(store)
-    assert (done.before.current, done.after) == ("0003_results", "0004_users")
+    assert (done.before.current, done.after) == ("0003_results", migrations.head())
     with store.engine.begin() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM journeys")).scalar() == 1
         # a viewer without a tenant would see every tenant: the database refuses it
