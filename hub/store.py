@@ -113,6 +113,9 @@ journeys = sa.Table(
     sa.Column("refunded_amount", sa.BigInteger),
     # in its flow's holdout group (hub.holdout): tracked like the others, sent nothing
     sa.Column("holdout", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    # the platform's id of the purchase that converted it (Stripe payment intent, Shopify
+    # order): its refunds name that, not the checkout
+    sa.Column("order_ref", sa.String(255)),
     sa.UniqueConstraint("tenant", "checkout_id", name="uq_journey_checkout"),
 )
 sa.Index("ix_journeys_email", journeys.c.tenant, journeys.c.email)
@@ -145,6 +148,8 @@ sa.Index(
     postgresql_where=journeys.c.recovered,
     sqlite_where=journeys.c.recovered,
 )
+# a refund that names only its purchase finds the journey by it
+sa.Index("ix_journeys_order_ref", journeys.c.tenant, journeys.c.order_ref)
 
 steps = sa.Table(
     "steps",

@@ -28,7 +28,8 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 DESCRIPTIONS: dict[str, str] = {
     "kind": "checkout.abandoned starts a recovery journey, checkout.converted stops it; "
     "checkout.updated, checkout.deleted and checkout.refunded as in the architecture",
-    "checkout_id": "your checkout/cart id; links the abandonment to its conversion",
+    "checkout_id": "your checkout/cart id; links the abandonment to its conversion "
+    "(a checkout.refunded may give order_ref instead)",
     "occurred_at": "when it happened, ISO 8601; send the offset (without one it is read as UTC)",
     "customer": "who abandoned: the hub matches people on lower-cased e-mail and E.164 phone",
     "customer.email": "e-mail address",
@@ -60,6 +61,8 @@ DESCRIPTIONS: dict[str, str] = {
     "consent.sms": "SMS consent",
     "stage": "how far they got: cart, contact (e-mail or phone known), payment",
     "recovered_from": "for a conversion: the abandoned checkout_id it came from",
+    "order_ref": "your id of the purchase (order, payment): set it on the conversion, and a "
+    "refund may name it instead of checkout_id",
     "livemode": "false for test data",
 }
 
@@ -147,6 +150,14 @@ def event_json_schema() -> dict[str, Any]:
     """The JSON Schema of a request body: one event, or a batch of 1–100 events."""
     event = object_schema(accepted_schema())
     event["title"] = "Normalized checkout event"
+    # checkout_id is required, except on a refund that names its purchase (EventSchema)
+    event["anyOf"] = [
+        {"required": ["checkout_id"]},
+        {
+            "required": ["kind", "order_ref"],
+            "properties": {"kind": {"const": "checkout.refunded"}, "order_ref": {"type": "string"}},
+        },
+    ]
     return {
         "$schema": SCHEMA_DIALECT,
         "title": "abandonment-hub generic webhook body",
