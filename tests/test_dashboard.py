@@ -302,3 +302,113 @@ def test_an_empty_hub_says_what_to_do_next(hub_factory):
     sign_in(harness.client, "admin@agency.example")
     page = harness.client.get("/dashboard/").get_data(as_text=True)
     assert "No clients yet" in page and "hub config check" in page
+
+
+def test_a_sink_that_sent_again_after_its_failures_is_no_alert(dash):
+    now = utcnow()
+    acme = _journey(dash, "acme")
+    with dash.hub.store.begin() as conn:
+        for n, status in enumerate(["failed"] * 3 + ["sent"]):
+            at = now - timedelta(minutes=10 - n)
+            conn.execute(
+                sa.insert(deliveries).values(
+                    tenant="acme",
+                    journey_id=acme,
+                    step_index=20 + n,
+                    sink="whatsapp",
+                    channel="whatsapp",
+                    status=status,
+                    reason="token expired" if status == "failed" else None,
+                    attempts=1,
+                    created_at=at,
+                    updated_at=at,
+                    sent_at=at if status == "sent" else None,
+                )
+            )
+    sign_in(dash.client, "admin@agency.example")
+    assert "failed permanently" not in dash.client.get("/dashboard/").get_data(as_text=True)
+
+
+# ------------------------------------------------------------- the short cache of the figures
+
+ABANDONED_7D = re.compile(r'<dt>Abandoned</dt><dd><span class="big">(\d+)</span>')
+
+
+def _abandon_now(harness, slug: str, count: int) -> None:
+    now = utcnow()
+    with harness.hub.store.begin() as conn:
+        for n in range(count):
+            conn.execute(
+                sa.insert(journeys).values(
+                    tenant=slug,
+                    checkout_id=f"fresh-{n}",
+                    source="webhook",
+                    status="open",
+                    flow="default",
+                    abandoned_at=now,
+                    created_at=now,
+                    recovered=False,
+                    token=f"{n:032x}",
+                )
+            )
+
+
+def test_figures_are_reused_for_a_minute_under_the_hub_namespace_and_say_as_of_when(dash):
+    from hub.dashboard import cache
+
+    sign_in(dash.client, "admin@agency.example")
+    first = dash.client.get("/dashboard/clients/acme/").get_data(as_text=True)
+    before = int(ABANDONED_7D.search(first).group(1))
+    assert re.search(r"Figures and alerts as of <time [^>]*data-clock>\d\d:\d\d</time>", first)
+
+    _abandon_now(dash, "acme", 2)
+    again = dash.client.get("/dashboard/clients/acme/").get_data(as_text=True)
+    assert int(ABANDONED_7D.search(again).group(1)) == before  # from the cache
+
+    redis = dash.hub.queues.connection
+    keys = sorted(k.decode() for k in redis.keys(f"{dash.hub.queues.namespace}dashboard:figures:*"))
+    assert keys == [
+        f"{dash.hub.queues.namespace}dashboard:figures:{kind}:acme"
+        for kind in ("alerts", "breakdowns", "results")
+    ]
+    assert all(0 < redis.ttl(k) <= cache.SECONDS for k in keys)
+
+    cache.clear(dash.hub)
+    fresh = dash.client.get("/dashboard/clients/acme/").get_data(as_text=True)
+    assert int(ABANDONED_7D.search(fresh).group(1)) == before + 2
+
+
+def test_the_first_page_computes_only_the_clients_missing_from_the_cache(dash):
+    sign_in(dash.client, "admin@agency.example")
+    dash.client.get("/dashboard/clients/acme/")  # caches acme's results and alerts
+    _abandon_now(dash, "acme", 1)
+    _abandon_now(dash, "globex", 1)
+    page = dash.client.get("/dashboard/").get_data(as_text=True)
+    acme, globex = (
+        re.search(rf'id="client-{slug}".*?<span class="big">(\d+)</span>', page, re.S).group(1)
+        for slug in ("acme", "globex")
+    )
+    viewer = dash.app.test_client()
+    sign_in(viewer, "viewer@globex.example")
+    own = viewer.get("/dashboard/clients/globex/").get_data(as_text=True)
+    assert ABANDONED_7D.search(own).group(1) == globex  # the entry the first page stored
+    from hub.dashboard import cache
+
+    cache.clear(dash.hub)
+    fresh = dash.client.get("/dashboard/").get_data(as_text=True)
+    again = re.search(r'id="client-acme".*?<span class="big">(\d+)</span>', fresh, re.S)
+    assert int(again.group(1)) == int(acme) + 1  # acme's came from the cache before
+
+
+def test_the_pages_still_show_their_figures_when_redis_does_not_answer(hub_factory, tmp_path):
+    from hub.dashboard.accounts import authenticate
+
+    harness = make_dashboard(hub_factory, tmp_path, {"REDIS_URL": "redis://127.0.0.1:9/0"})
+    user = authenticate(harness.hub.store, "admin@agency.example", PASSWORD)
+    with harness.client.session_transaction() as session:  # sign-in itself needs Redis
+        session["user"], session["stamp"] = user.id, user.session_stamp
+    page = harness.client.get("/dashboard/clients/acme/")
+    assert page.status_code == 200
+    assert ABANDONED_7D.search(page.get_data(as_text=True))
+    first = harness.client.get("/dashboard/")
+    assert first.status_code == 200 and "Redis unreachable" in first.get_data(as_text=True)
