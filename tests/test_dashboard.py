@@ -417,7 +417,7 @@ def test_figures_are_reused_for_a_minute_under_the_hub_namespace_and_say_as_of_w
     keys = sorted(k.decode() for k in redis.keys(f"{dash.hub.queues.namespace}dashboard:figures:*"))
     assert keys == [
         f"{dash.hub.queues.namespace}dashboard:figures:{kind}:acme"
-        for kind in ("alerts", "breakdowns", "results")
+        for kind in ("alerts", "report", "results")
     ]
     assert all(0 < redis.ttl(k) <= cache.SECONDS for k in keys)
 
@@ -508,3 +508,21 @@ def test_results_count_a_journey_messaged_once_and_revenue_net_of_refunds(hub_fa
     week = [series.total(name, 7) for name in ("abandoned", "messaged", "recovered")]
     assert week == [4, 1, 1]
     assert series.revenue_total("EUR", 30) == 4000 and list(series.revenue) == ["EUR"]
+
+
+def test_the_client_page_breaks_results_down_by_step_and_channel_as_hub_report_does(dash):
+    from zoneinfo import ZoneInfo
+
+    from hub.reports import report
+
+    sign_in(dash.client, "admin@agency.example")
+    page = dash.client.get("/dashboard/clients/acme/").get_data(as_text=True)
+    zone = ZoneInfo("Europe/Berlin")
+    until = utcnow().astimezone(zone).date()
+    for by, name in (("step", "default · step 0"), ("channel", "email")):
+        rows = report(dash.hub.store, "acme", until - timedelta(days=29), until, by, zone).rows
+        messaged = next(r.figures for r in rows if getattr(r, by) is not None)
+        shown = re.search(rf"<td>{name}</td><td class=\"num\">(\d+)</td>", page)
+        assert shown, f"no {by} row {name!r}"
+        assert int(shown.group(1)) == messaged.abandoned > 0
+    assert page.count("<td>(no message)</td>") == 2  # the checkouts no message reached

@@ -1,29 +1,27 @@
-"""Results figures for the dashboard: abandoned, messaged, recovered, rate and revenue per day.
+"""Results figures for the dashboard, shaped from :func:`hub.reports.report` for the pages.
 
-INTERIM: written against the results schema (migration ``0003_results``) while ``hub/reports.py``
-(the results issue) is built in parallel. When it lands, :func:`daily_results` should become a
-call to its per-tenant, per-day report and this module shrink to the shaping the pages need
-(:class:`Series`); the pages only use :func:`results` and :class:`Series`.
+The figures are the report's (the results issue), so the dashboard, ``hub report`` and the
+REST API never disagree: a checkout counts on the local day it was abandoned in the tenant's
+zone (a cohort), revenue is net of refunds and kept per currency. The dashboard's "recovered"
+is every recovered checkout: the report's recovered after a message plus those recovered
+without one (the report keeps them apart; the tables here show both together).
 
-A journey counts on the day it was abandoned (a cohort): of the checkouts abandoned that day,
-how many got a message, how many were recovered, and the revenue they brought back (refunds
-taken off). Days are the tenant's local days: rows are grouped by UTC hour in SQL and folded
-into local days here, which is exact for every zone whose offset is whole hours.
+Only what the report does not answer stays a query here: :func:`by_channel`, the outcome of
+every message per channel (failed, retrying …), which the alerts link to.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from hub import reports
 from hub.dashboard import cache
-from hub.store import Store, deliveries, journeys
+from hub.store import Store, deliveries
 
 DAYS = 30
 
@@ -74,102 +72,68 @@ def cached_results(hub: Any, zones: dict[str, ZoneInfo], now: datetime) -> tuple
     return {slug: Series.from_json(value) for slug, value in values.items()}, as_of
 
 
-def _hour(store: Store, column: Any) -> Any:
-    # date_trunc groups a timestamp; to_char's text took twice as long to build and sort
-    if store.is_postgres:
-        return sa.func.date_trunc("hour", column, type_=column.type)
-    return sa.func.strftime("%Y-%m-%d %H", column)
-
-
-def _as_hour(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.strptime(value, "%Y-%m-%d %H").replace(tzinfo=UTC)
-
-
-def daily_results(
-    store: Store, tenants: Iterable[str], since: datetime
-) -> list[tuple[str, datetime, str | None, int, int, int, int]]:
-    """``(tenant, utc hour, currency, abandoned, messaged, recovered, revenue)`` rows."""
-    hour = _hour(store, journeys.c.abandoned_at).label("hour")
-    wanted = list(tenants)
-    # the journeys with a message sent, as one set the database builds once and probes per
-    # journey (PostgreSQL hashes an uncorrelated IN, SQLite makes it an index): half the time
-    # of joining the distinct set, a quarter of a correlated EXISTS per journey (100 k
-    # journeys, measured). A journey's messages are made after it was abandoned, so those
-    # made since `since` are all the cohort's, and ix_deliveries_created finds them.
-    messaged = sa.select(deliveries.c.journey_id).where(
-        deliveries.c.tenant.in_(wanted),
-        deliveries.c.created_at >= since,
-        deliveries.c.sent_at.is_not(None),
-    )
-    net = journeys.c.recovered_amount - sa.func.coalesce(journeys.c.refunded_amount, 0)
-    query = (
-        sa.select(
-            journeys.c.tenant,
-            hour,
-            journeys.c.recovered_currency,
-            sa.func.count(),
-            sa.func.sum(sa.case((journeys.c.id.in_(messaged), 1), else_=0)),
-            sa.func.sum(sa.case((journeys.c.recovered, 1), else_=0)),
-            sa.func.sum(sa.case((journeys.c.recovered, sa.func.coalesce(net, 0)), else_=0)),
-        )
-        .where(journeys.c.tenant.in_(wanted), journeys.c.abandoned_at >= since)
-        .group_by(journeys.c.tenant, hour, journeys.c.recovered_currency)
-    )
-    with store.begin() as conn:
-        rows = conn.execute(query).all()
-    return [(t, _as_hour(h), c, *map(int, nums)) for t, h, c, *nums in rows]
+def _days(now: datetime, zone: ZoneInfo) -> tuple[date, date]:
+    today = now.astimezone(zone).date()
+    return today - timedelta(days=DAYS - 1), today
 
 
 def results(store: Store, zones: dict[str, ZoneInfo], now: datetime) -> dict[str, Series]:
-    """A :class:`Series` per tenant in ``zones`` (slug -> the tenant's zone), ending today."""
-    series: dict[str, Series] = {}
-    index: dict[str, dict[date, int]] = {}
+    """A :class:`Series` per tenant in ``zones`` (slug -> the tenant's zone), ending today:
+    the report by day of each tenant's last :data:`DAYS` local days."""
+    series = {}
     for slug, zone in zones.items():
-        today = now.astimezone(zone).date()
-        days = [today - timedelta(days=DAYS - 1 - i) for i in range(DAYS)]
-        series[slug] = Series(days, [0] * DAYS, [0] * DAYS, [0] * DAYS)
-        index[slug] = {day: i for i, day in enumerate(days)}
-    since = now - timedelta(days=DAYS + 1)  # a day more: local days start before UTC ones
-    revenue: dict[str, dict[str, list[int]]] = defaultdict(dict)
-    for slug, hour, currency, abandoned, messaged, recovered, money in daily_results(
-        store, zones, since
-    ):
-        i = index[slug].get(hour.astimezone(zones[slug]).date())
-        if i is None:
-            continue
-        s = series[slug]
-        s.abandoned[i] += abandoned
-        s.messaged[i] += messaged
-        s.recovered[i] += recovered
-        if currency and money:
-            revenue[slug].setdefault(currency, [0] * DAYS)[i] += money
-    for slug, by_currency in revenue.items():
-        series[slug].revenue = by_currency
+        since, until = _days(now, zone)
+        rows = reports.report(store, slug, since, until, "day", zone).rows
+        found = Series([r.day for r in rows], [], [], [])
+        for i, row in enumerate(rows):
+            f = row.figures
+            found.abandoned.append(f.abandoned)
+            found.messaged.append(f.messaged)
+            found.recovered.append(f.recovered + f.recovered_without_message)
+            for currency, amount in _revenue(f).items():
+                found.revenue.setdefault(currency, [0] * len(rows))[i] = amount
+        series[slug] = found
     return series
 
 
-def breakdown(store: Store, tenant: str, since: datetime, by: str) -> list[Any]:
-    """Abandoned, recovered and net revenue per ``flow`` or ``source`` since ``since``."""
-    column = journeys.c[by]
-    net = journeys.c.recovered_amount - sa.func.coalesce(journeys.c.refunded_amount, 0)
-    query = (
-        sa.select(
-            column.label("name"),
-            journeys.c.recovered_currency.label("currency"),
-            sa.func.count().label("abandoned"),
-            sa.func.sum(sa.case((journeys.c.recovered, 1), else_=0)).label("recovered"),
-            sa.func.sum(sa.case((journeys.c.recovered, sa.func.coalesce(net, 0)), else_=0)).label(
-                "revenue"
-            ),
-        )
-        .where(journeys.c.tenant == tenant, journeys.c.abandoned_at >= since)
-        .group_by(column, journeys.c.recovered_currency)
-        .order_by(column)
-    )
-    with store.begin() as conn:
-        return list(conn.execute(query).all())
+def breakdowns(store: Store, slug: str, zone: ZoneInfo, now: datetime) -> dict[str, Any]:
+    """The last :data:`DAYS` days by flow, source, step and channel (the report's groupings),
+    as JSON-able rows for the client page: name, checkouts, messages, clicked, recovered,
+    rate and revenue per currency."""
+    since, until = _days(now, zone)
+    return {
+        f"by_{by}": [
+            _breakdown_row(by, row)
+            for row in reports.report(store, slug, since, until, by, zone).rows
+        ]
+        for by in ("flow", "source", "step", "channel")
+    }
+
+
+def _breakdown_row(by: str, row: reports.ReportRow) -> dict[str, Any]:
+    f = row.figures
+    recovered = f.recovered + f.recovered_without_message
+    if by == "step":
+        name = f"{row.flow or '(no flow)'} · step {row.step}" if row.step is not None else None
+    else:
+        name = getattr(row, by)
+    return {
+        "name": name,
+        "checkouts": f.abandoned,  # per step and channel: the checkouts messaged there
+        "messages": f.messages,
+        "clicked": f.clicked,
+        "recovered": recovered,
+        "rate": recovered / f.abandoned if f.abandoned else None,
+        "revenue": _revenue(f),
+    }
+
+
+def _revenue(figures: reports.Figures) -> dict[str, int]:
+    """Net revenue per currency, recovered after a message or without one."""
+    total = dict(figures.revenue)
+    for currency, amount in figures.revenue_without_message.items():
+        total[currency] = total.get(currency, 0) + amount
+    return total
 
 
 def by_channel(store: Store, tenant: str, since: datetime) -> list[Any]:

@@ -27,7 +27,7 @@ def client_page(slug: str) -> Any:
         hub, {slug: found.tenant}, {slug: len(found.issues)} if found.issues else {}, now
     )
     parts, parts_as_of = cache.per_tenant(
-        hub, "breakdowns", [slug], lambda _slugs: {slug: _breakdowns(hub.store, slug, now)}
+        hub, "report", [slug], lambda _slugs: {slug: _breakdowns(hub.store, found, now)}
     )
     return render_template(
         "dashboard/client.html",
@@ -42,30 +42,13 @@ def client_page(slug: str) -> Any:
     )
 
 
-def _breakdowns(store: Any, slug: str, now: Any) -> dict[str, Any]:
-    """The client's last 30 days by flow, by source and by channel (JSON-able, cached)."""
+def _breakdowns(store: Any, found: Any, now: Any) -> dict[str, Any]:
+    """The report's breakdowns and every message's outcome per channel (JSON-able, cached)."""
     since = now - timedelta(days=figures.DAYS)
     return {
-        "by_flow": _fold(figures.breakdown(store, slug, since, "flow")),
-        "by_source": _fold(figures.breakdown(store, slug, since, "source")),
-        "by_channel": _by_channel(figures.by_channel(store, slug, since)),
+        **figures.breakdowns(store, found.slug, found.zone, now),
+        "outcomes": _by_channel(figures.by_channel(store, found.slug, since)),
     }
-
-
-def _fold(rows: list[Any]) -> list[dict[str, Any]]:
-    """Rows per (name, currency) into one per name, revenue kept per currency."""
-    folded: dict[Any, dict[str, Any]] = {}
-    for row in rows:
-        entry = folded.setdefault(
-            row.name, {"name": row.name, "abandoned": 0, "recovered": 0, "revenue": {}}
-        )
-        entry["abandoned"] += int(row.abandoned)
-        entry["recovered"] += int(row.recovered or 0)
-        if row.currency and row.revenue:
-            entry["revenue"][row.currency] = int(row.revenue)
-    for entry in folded.values():
-        entry["rate"] = entry["recovered"] / entry["abandoned"] if entry["abandoned"] else None
-    return list(folded.values())
 
 
 def _by_channel(rows: list[Any]) -> list[dict[str, Any]]:
