@@ -526,3 +526,21 @@ def test_the_client_page_breaks_results_down_by_step_and_channel_as_hub_report_d
         assert shown, f"no {by} row {name!r}"
         assert int(shown.group(1)) == messaged.abandoned > 0
     assert page.count("<td>(no message)</td>") == 2  # the checkouts no message reached
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "Asia/Kolkata"])
+def test_the_first_pages_grouped_figures_are_the_reports_by_day(hub_factory, tmp_path, zone):
+    """One grouped query for every client (whole-hour zones) or the report itself (others):
+    either way the figures are `hub report`'s."""
+    from zoneinfo import ZoneInfo
+
+    from hub.dashboard import figures
+    from hub.reports import report
+
+    harness = make_dashboard(hub_factory, tmp_path, journeys=300)
+    now, local = utcnow(), ZoneInfo(zone)
+    series = figures.results(harness.hub.store, {"acme": local}, now)["acme"]
+    until = now.astimezone(local).date()
+    by_day = report(harness.hub.store, "acme", until - timedelta(days=29), until, "day", local)
+    assert series == figures._from_report(by_day)
+    assert sum(series.abandoned) > 0 and sum(series.messaged) > 0 and sum(series.recovered) > 0

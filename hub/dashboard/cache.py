@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -55,11 +56,34 @@ def per_tenant(
             oldest = min(oldest, datetime.fromisoformat(entry["at"]))
     missing = [slug for slug in slugs if slug not in values]
     if missing:
-        computed = compute(missing)
+        with _aggregating(hub.store):
+            computed = compute(missing)
         values.update(computed)
         if connection is not None:
             _store(connection, hub, kind, computed, seconds)
     return values, oldest
+
+
+@contextmanager
+def _aggregating(store: Any) -> Iterator[None]:
+    """The figures' queries on one connection, and on PostgreSQL without its JIT compiler.
+
+    The report's queries are estimated above ``jit_above_cost`` (the planner prices the
+    hashed alternatives of their ``EXISTS`` subplans it then never runs), so PostgreSQL
+    spent ~50 ms compiling a query that runs in ~15 ms (100 k journeys, measured). JIT pays
+    off for scans of millions of rows, not for one client's 30 days.
+    """
+    with store.one_connection():
+        if not store.is_postgres:
+            yield
+            return
+        with store.begin() as conn:
+            conn.exec_driver_sql("SET jit = off")
+        try:
+            yield
+        finally:
+            with store.begin() as conn:  # the connection goes back to the pool as it came
+                conn.exec_driver_sql("RESET jit")
 
 
 def clear(hub: Any) -> None:
