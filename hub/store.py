@@ -78,6 +78,8 @@ sa.Index("ix_events_status", events.c.status, events.c.received_at)
 sa.Index("ix_events_identity", events.c.tenant, events.c.email)
 sa.Index("ix_events_phone", events.c.tenant, events.c.phone)
 sa.Index("ix_events_checkout", events.c.tenant, events.c.checkout_id)
+# the dashboard: a source's last call and usual gap (migration 0005_dashboard_indexes)
+sa.Index("ix_events_received", events.c.tenant, events.c.source, events.c.received_at)
 
 journeys = sa.Table(
     "journeys",
@@ -197,6 +199,8 @@ sa.Index(
     deliveries.c.sent_at,
 )
 sa.Index("ix_deliveries_provider", deliveries.c.provider_id)
+# the dashboard: one tenant's messages of the last days (never updated_at: see 0005)
+sa.Index("ix_deliveries_created", deliveries.c.tenant, deliveries.c.created_at)
 
 delivery_log = sa.Table(
     "delivery_log",

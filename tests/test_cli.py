@@ -339,6 +339,15 @@ def test_hub_log_elsewhere_says_where_it_looked_and_creates_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("group", ["users", "keys"])
+def test_listing_accounts_or_keys_elsewhere_creates_nothing(tmp_path, group):
+    """`list` only reads, though `create` in the same group may make the database."""
+    done = _hub(tmp_path, group, "list")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("Error: no hub database at ")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_help_and_preview_in_a_fresh_directory_create_nothing(tmp_path):
     (tmp_path / "config" / "tenants").mkdir(parents=True)
     (tmp_path / "config" / "tenants" / "bakery.toml").write_text(
