@@ -78,7 +78,7 @@ sa.Index("ix_events_status", events.c.status, events.c.received_at)
 sa.Index("ix_events_identity", events.c.tenant, events.c.email)
 sa.Index("ix_events_phone", events.c.tenant, events.c.phone)
 sa.Index("ix_events_checkout", events.c.tenant, events.c.checkout_id)
-# the dashboard: a source's last call and usual gap (migration 0005_dashboard_indexes)
+# the dashboard: a source's last call and usual gap (migration 0008_dashboard_indexes)
 sa.Index("ix_events_received", events.c.tenant, events.c.source, events.c.received_at)
 
 journeys = sa.Table(

@@ -1,4 +1,4 @@
-"""Migration 0005_dashboard_indexes on a database with rows: the dashboard's two indexes
+"""Migration 0008_dashboard_indexes on a database with rows: the dashboard's two indexes
 arrive, the rows stay, and a downgrade takes the indexes away again."""
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ def store(database):
 
 
 def _at_users(store: Store, schema: str | None) -> None:
-    """A database as 0004_users left it, with a journey, its event and a delivery."""
+    """A database as 0007_order_ref left it, with a journey, its event and a delivery."""
     if schema:
         with store.engine.begin() as conn:
             conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     with store.migration_lock() as conn:
-        command.upgrade(migrations.alembic_config(conn), "0004_users")
+        command.upgrade(migrations.alembic_config(conn), "0007_order_ref")
     now = {"now": datetime.now(UTC).replace(tzinfo=None)}
     with store.engine.begin() as conn:
         conn.execute(
@@ -67,7 +67,7 @@ def test_the_dashboard_indexes_arrive_on_a_database_with_rows(database, store):
 
     done = migrations.upgrade(store)
 
-    assert (done.before.current, done.after) == ("0004_users", migrations.head())
+    assert (done.before.current, done.after) == ("0007_order_ref", migrations.head())
     assert _indexes(store, schema, "deliveries")["ix_deliveries_created"] == [
         "tenant",
         "created_at",
@@ -90,6 +90,6 @@ def test_a_downgrade_takes_the_indexes_away(database, store):
     _at_users(store, schema)
     migrations.upgrade(store)
     with store.migration_lock() as conn:
-        command.downgrade(migrations.alembic_config(conn), "0004_users")
+        command.downgrade(migrations.alembic_config(conn), "0007_order_ref")
     assert "ix_deliveries_created" not in _indexes(store, schema, "deliveries")
     assert "ix_events_received" not in _indexes(store, schema, "events")

@@ -1,8 +1,8 @@
 """Indexes for the dashboard's aggregate pages: one tenant's deliveries by creation time, one
 tenant's webhooks per source by arrival time.
 
-Revision ID: 0005_dashboard_indexes
-Revises: 0004_users
+Revision ID: 0008_dashboard_indexes
+Revises: 0007_order_ref
 Create Date: 2026-12-02
 
 Without them the first page and the client page read every delivery of the installation (a
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0005_dashboard_indexes"
-down_revision = "0004_users"
+revision = "0008_dashboard_indexes"
+down_revision = "0007_order_ref"
 branch_labels = None
 depends_on = None
 
