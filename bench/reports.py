@@ -5,9 +5,10 @@ One tenant gets ``--journeys`` journeys (default 1 000 000) abandoned over Novem
 seeded by the database itself (``generate_series``) in seconds rather than through webhooks:
 80 % get an e-mail at step 0 (20 % of those opened, 5 % clicked, 2 % bounced), 40 % a
 WhatsApp message at step 1 (delivered), 10 % are recovered with the credit on their e-mail,
-4 % recovered without message, revenue in EUR and USD, some refunds. Then each ``--by`` of
-the month is timed (median of 3, after a warm-up run) and so is one day; the export of the
-whole month runs in a fresh process that writes to ``/dev/null`` and reports its peak RSS.
+4 % recovered without message, revenue in EUR and USD, some refunds, then vacuumed (as
+autovacuum leaves a table written once). Then each ``--by`` of the month is timed (median of
+3, after a warm-up run) and so is one day; the export of the whole month runs in a fresh
+process that writes to ``/dev/null`` and reports its peak RSS.
 """
 
 from __future__ import annotations
@@ -83,8 +84,10 @@ SEED = [
     FROM deliveries d
     WHERE d.journey_id = j.id AND d.step_index = 0 AND j.tenant = :tenant AND j.credit = 'clicked'
     """,
-    "ANALYZE",
 ]
+# what autovacuum does to a table that was written once: statistics, and the visibility map
+# that lets a report answer from the covering indexes alone (index-only scans)
+VACUUM = ("journeys", "deliveries", "tracking_events")
 
 
 def seed(store: Any, n: int) -> float:
@@ -93,6 +96,9 @@ def seed(store: Any, n: int) -> float:
     with store.engine.begin() as conn:
         for statement in SEED:
             conn.execute(sa.text(statement), {"tenant": TENANT, "n": n})
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in VACUUM:
+            conn.execute(sa.text(f"VACUUM ANALYZE {table}"))
     return time.monotonic() - start
 
 

@@ -3,13 +3,15 @@
 This module is the public API: plugin authors import from ``hub`` and nothing else of the
 package (``hub.testing`` in their tests). What it exports, by job:
 
-* **the contract** (``hub.hookspecs``): :data:`hookimpl`, :class:`Source`, :class:`Sink`, the
-  dataclasses the hub hands over and the errors a plugin raises on purpose;
+* **the contract** (``hub.hookspecs``): :data:`hookimpl`, :class:`Source`, :class:`Sink`,
+  :class:`ConversionProbe` (asking a platform whether a checkout converted), the dataclasses
+  the hub hands over and the errors a plugin raises on purpose;
 * **run-time services** (``hub.services``): :class:`PluginServices`, handed to hooks that ask
   for ``services``, with :class:`PluginData` and :func:`error_response`;
 * **outbound HTTP** (``hub.outbound``): :class:`HttpSink`, :func:`new_session`,
   :class:`NetworkPolicy`, :func:`classify_request_error`, :func:`classify_status`,
-  :func:`retry_after_seconds`, the config fields :func:`url_field` and :func:`timeout_field`;
+  :func:`retry_after_seconds`, :func:`request_json` (a probe's API call), the config fields
+  :func:`url_field` and :func:`timeout_field`;
 * **tickets for staff** (``hub.tickets``): :class:`TicketSink`, :func:`ticket_text`,
   :func:`priority_field`;
 * **e-mail** (``hub.mail``): :func:`build_email`, :func:`wire_bytes`, :func:`parse_mailbox`, so
@@ -30,6 +32,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from hub.hookspecs import (
+    ConversionProbe,
     DemoRequest,
     InboundRequest,
     IngestOutcome,
@@ -37,6 +40,7 @@ from hub.hookspecs import (
     OutcomeUnknown,
     PayloadError,
     PermanentError,
+    ProbeQuestion,
     RetryableError,
     Sink,
     Source,
@@ -64,6 +68,7 @@ if TYPE_CHECKING:
         classify_request_error,
         classify_status,
         new_session,
+        request_json,
         retry_after_seconds,
         timeout_field,
         tls_context,
@@ -91,6 +96,7 @@ _LAZY = {
             "classify_request_error",
             "classify_status",
             "new_session",
+            "request_json",
             "retry_after_seconds",
             "timeout_field",
             "tls_context",
@@ -105,6 +111,7 @@ _LAZY = {
 
 __all__ = [
     "AwareDateTime",
+    "ConversionProbe",
     "DemoRequest",
     "EventSchema",
     "HttpSink",
@@ -117,6 +124,7 @@ __all__ = [
     "PermanentError",
     "PluginData",
     "PluginServices",
+    "ProbeQuestion",
     "RetryableError",
     "Sink",
     "Source",
@@ -140,6 +148,7 @@ __all__ = [
     "parse_json",
     "parse_mailbox",
     "priority_field",
+    "request_json",
     "retry_after_seconds",
     "ticket_text",
     "timeout_field",

@@ -282,6 +282,11 @@ class Hub:
     def sinks(self):  # noqa: ANN201
         return self.registry.sinks
 
+    @property
+    def probes(self):  # noqa: ANN201
+        """Source name → its :class:`hub.ConversionProbe` (sources whose platform can be asked)."""
+        return self.registry.probes
+
     def ensure_redis(self) -> None:
         """Start the embedded Redis when ``REDIS_URL`` is unset (``hub run``/``hub worker``)."""
         if self.settings.redis_url is None and self.embedded_redis is None:

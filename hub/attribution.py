@@ -24,6 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from hub.events import order_checkout_id
 from hub.store import deliveries, delivery_log, events, journeys, tracking_events
 
 TRACKING_KINDS = ("opened", "clicked", "delivered", "read", "bounced")
@@ -170,10 +171,30 @@ def conversion_values(
     only the closing event on the others."""
     if recovered is None or journey.id != recovered.id:
         return dict(recovered=False, conversion_event_id=event_id)
+    return recovery_values(
+        conn, journey.tenant, journey.id, journey.checkout_id, event, event_id, window
+    )
+
+
+def recovery_values(
+    conn: sa.Connection,
+    tenant: str,
+    journey_id: int,
+    checkout_id: str,
+    event: dict,
+    event_id: int,
+    window: timedelta,
+) -> dict[str, Any]:
+    """Revenue, credit and purchase reference of the journey a conversion recovered, with the
+    refunds of that purchase that arrived before it. Also used when the conversion arrived
+    before the abandonment (``hub.engine.journeys``): one rule whatever the order."""
     cart = event.get("cart") or {}
     converted_at = event["occurred_at"]
-    credit = credit_for(conn, journey.id, converted_at, window)
+    credit = credit_for(conn, journey_id, converted_at, window)
     currency = cart.get("currency")
+    named = {checkout_id, event["checkout_id"]}
+    if event.get("order_ref"):
+        named.add(order_checkout_id(event["order_ref"]))
     return dict(
         recovered=True,
         recovered_amount=cart.get("total"),
@@ -182,16 +203,30 @@ def conversion_values(
         conversion_event_id=event_id,
         credited_delivery_id=credit.delivery_id,
         credit=credit.kind,
-        refunded_amount=_refunds_already_stored(
-            conn, journey.tenant, {journey.checkout_id, event["checkout_id"]}, currency
-        ),
+        order_ref=event.get("order_ref"),
+        refunded_amount=_refunds_already_stored(conn, tenant, named, currency),
+    )
+
+
+def credited_elsewhere(conn: sa.Connection, tenant: str, conversion_event_id: int) -> bool:
+    """Whether this conversion already gave its revenue to a journey (a purchase counts once)."""
+    return (
+        conn.execute(
+            sa.select(journeys.c.id).where(
+                journeys.c.tenant == tenant,
+                journeys.c.conversion_event_id == conversion_event_id,
+                journeys.c.recovered.is_(True),
+            )
+        ).first()
+        is not None
     )
 
 
 def _refunds_already_stored(
     conn: sa.Connection, tenant: str, checkout_ids: Iterable[str], currency: str | None
 ) -> int | None:
-    """Refunds that arrived before their conversion (platforms reorder): counted at once."""
+    """Refunds that arrived before their conversion (platforms reorder): counted at once. A
+    refund that named only its purchase is filed under ``order:<order_ref>``."""
     rows = conn.execute(
         sa.select(events.c.payload).where(
             events.c.tenant == tenant,
@@ -214,9 +249,11 @@ def _refunds_already_stored(
 def on_refunded(store: Any, conn: sa.Connection, tenant: str, event: dict) -> str:
     """A refund of a recovered purchase: add it to the journey's ``refunded_amount``.
 
-    The refund names the checkout (or the converting checkout, which the conversion event
-    recorded); its ``cart.total`` is the amount refunded, or the whole purchase when absent.
-    A refund in another currency than the recovery is recorded but not counted.
+    The refund names the checkout, the converting checkout (which the conversion event
+    recorded) or the purchase (``order_ref``, which the conversion stored on the journey); its
+    ``cart.total`` is the amount of *this* refund, or the whole purchase when absent. A refund
+    in another currency than the recovery is recorded but not counted. Duplicate deliveries
+    never get here: the ingress stores one event per event key.
     """
     checkout_id = event["checkout_id"]
     converting = sa.select(events.c.id).where(
@@ -224,16 +261,19 @@ def on_refunded(store: Any, conn: sa.Connection, tenant: str, event: dict) -> st
         events.c.kind == "checkout.converted",
         events.c.checkout_id == checkout_id,
     )
+    named = [
+        journeys.c.checkout_id == checkout_id,
+        journeys.c.conversion_event_id.in_(converting),
+    ]
+    if event.get("order_ref"):
+        named.append(journeys.c.order_ref == event["order_ref"])
     rows = conn.execute(
         store.lock(
             conn,
             sa.select(journeys).where(
                 journeys.c.tenant == tenant,
                 journeys.c.recovered.is_(True),
-                sa.or_(
-                    journeys.c.checkout_id == checkout_id,
-                    journeys.c.conversion_event_id.in_(converting),
-                ),
+                sa.or_(*named),
             ),
         )
     ).all()

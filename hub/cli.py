@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +35,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(config_group)
     app.cli.add_command(sweep_command)
     app.cli.add_command(log_command)
+    from hub.consentcli import consent_command
     from hub.dbcli import db_group
     from hub.democli import demo_command
     from hub.erasurecli import COMMANDS as ERASURE_COMMANDS
@@ -45,6 +47,7 @@ def register(app: Flask) -> None:
     from hub.userscli import users_group
 
     app.cli.add_command(demo_command)
+    app.cli.add_command(consent_command)
     app.cli.add_command(flow_group)
     app.cli.add_command(db_group)
     app.cli.add_command(plugin_group)
@@ -299,6 +302,32 @@ def config_check() -> None:
     if problems:
         raise SystemExit(1)
     click.echo(f"ok: {len(hub.tenants)} tenant(s) in {hub.settings.config_dir / 'tenants'}")
+    for slug, tenant in sorted(hub.tenants.items()):
+        click.echo(f"  {slug}: {link_and_probe_summary(tenant, hub.probes)}")
+
+
+def link_and_probe_summary(tenant: Any, probes: Mapping[str, Any]) -> str:
+    """Which sources the conversion probe asks, and how links are kept alive: what a shop
+    owner asks first ("will it mail someone who already paid?")."""
+    from hub.durations import format_duration
+
+    asked = [
+        name
+        for name, config in sorted(tenant.sources.items())
+        if name in probes and config and probes[name].ready(config)
+    ]
+    if not tenant.probe.enabled:
+        probe = "off"
+    elif asked:
+        probe = f"asks {', '.join(asked)} (timeout {format_duration(tenant.probe.timeout)})"
+    else:
+        probe = "no source can be asked (no API key)"
+    links = tenant.links
+    fallback = links.fallback_url or "none (410 page)"
+    return (
+        f"conversion probe {probe}; no message whose link or offer dies within "
+        f"{format_duration(links.margin)}; expired links go to {fallback}"
+    )
 
 
 @click.command("sweep")

@@ -34,6 +34,7 @@ from flask import Flask, current_app
 READ_ONLY = frozenset(
     {
         "config",
+        "consent",
         "db",
         "demo",
         "erasures",
@@ -47,6 +48,9 @@ READ_ONLY = frozenset(
         "sweep",
     }
 )
+# Groups whose other commands write (`users create` makes the first admin, and with it the
+# database) but where these subcommands only read.
+READ_ONLY_SUBCOMMANDS = {"keys": frozenset({"list"}), "users": frozenset({"list"})}
 USAGE = 2
 FAILURE = 1
 _NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", click.exceptions.Exit)
@@ -96,7 +100,7 @@ class HubGroup(click.Group):
         if "hub.app" not in meta:
             rest = meta.get("hub.args", [])
             helping = any(a in ctx.help_option_names for a in rest)
-            create = command is not None and command not in READ_ONLY and not helping
+            create = command is not None and not helping and not _reads_only(command, rest)
             meta["hub.app"] = self.create_app(create)
         return meta["hub.app"]
 
@@ -128,6 +132,14 @@ class HubGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         with one_line_errors(ctx):
             return super().invoke(ctx)
+
+
+def _reads_only(command: str, rest: list[str]) -> bool:
+    """Whether ``hub COMMAND REST…`` only reads (``rest``: what follows the command)."""
+    if command in READ_ONLY:
+        return True
+    subcommand = next((a for a in rest if not a.startswith("-")), None)
+    return subcommand in READ_ONLY_SUBCOMMANDS.get(command, ())
 
 
 def _default_create_app(create_state: bool) -> Flask:

@@ -38,6 +38,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from hub import consent_evidence
 from hub.phones import to_e164
 from hub.store import (
     deliveries,
@@ -452,6 +453,7 @@ def _erase_journeys(
     counts["delivery_log"] = _scrub_column(
         conn, delivery_log, "reason", delivery_log.c.journey_id.in_(ids), scrubber
     )
+    counts["consent_evidence"] = consent_evidence.erase(conn, ids, scrubber)
     counts["tracking_events"] = conn.execute(
         sa.update(tracking_events).where(tracking_events.c.journey_id.in_(ids)).values(detail=None)
     ).rowcount

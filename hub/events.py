@@ -129,7 +129,8 @@ class EventSchema(Schema):
 
     kind = fields.String(required=True, validate=validate.OneOf(KINDS))
     event_key = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    checkout_id = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    # required, except on a refund that names ``order_ref`` instead (see ``_refund_by_order``)
+    checkout_id = fields.String(load_default=None, validate=validate.Length(min=1, max=255))
     occurred_at = AwareDateTime(required=True)
     customer = fields.Nested(CustomerSchema, load_default=dict)
     cart = fields.Nested(CartSchema, load_default=None, allow_none=True)
@@ -138,6 +139,11 @@ class EventSchema(Schema):
     consent = fields.Nested(ConsentSchema, load_default=dict)
     stage = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(STAGES))
     recovered_from = fields.String(load_default=None, allow_none=True)
+    # the platform's id of the purchase a conversion made (an order, a payment): refunds name
+    # the purchase, not the checkout, so the conversion records it for them
+    order_ref = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(min=1, max=249)
+    )
     livemode = fields.Boolean(load_default=True)
     source = fields.String(required=True)
     tenant = fields.String(required=True)
@@ -148,8 +154,20 @@ class EventSchema(Schema):
         if value != value.strip():
             raise ValidationError("Must not start or end with white space.")
 
+    @validates_schema
+    def _refund_by_order(self, data: dict, **_: Any) -> None:
+        """A refund knows its purchase, often not its checkout (Stripe's charge, Shopify's
+        refund): ``order_ref`` may stand in for ``checkout_id`` there, and only there."""
+        if data.get("checkout_id") is not None:
+            return
+        if data.get("kind") == "checkout.refunded" and data.get("order_ref"):
+            return
+        raise ValidationError({"checkout_id": ["Missing data for required field."]})
+
     @post_load
     def _normalize(self, data: dict, **_: Any) -> dict:
+        if data["checkout_id"] is None:
+            data["checkout_id"] = order_checkout_id(data["order_ref"])
         unstorable = unstorable_text(data)
         if unstorable is not None:
             # PostgreSQL stores neither (SQLite would): refuse on every database alike
@@ -160,6 +178,12 @@ class EventSchema(Schema):
         if data["kind"] == "checkout.abandoned" and not data.get("stage"):
             data["stage"] = "cart"
         return data
+
+
+def order_checkout_id(order_ref: str) -> str:
+    """The checkout id a refund naming only its purchase is filed under (``order:<ref>``), the
+    same form a source gives an order that came from no checkout."""
+    return f"order:{order_ref}"
 
 
 def unstorable_text(value: Any, path: str = "") -> str | None:

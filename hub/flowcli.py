@@ -25,7 +25,9 @@ from hub.conditions import facts_for
 from hub.current import current_hub
 from hub.durations import format_duration
 from hub.engine import Engine, inferred_abandonment
-from hub.events import dump_event, first_error_field, load_event
+from hub.engine.flows import HOLDOUT
+from hub.events import dump_event, first_error_field, identity_of, load_event
+from hub.holdout import in_holdout
 from hub.hookspecs import InboundRequest, PayloadError
 from hub.logs import mask
 from hub.simulation import Arrival, Happening, history, simulation
@@ -271,6 +273,8 @@ class Preview:
     abandonment: dict | None = None
     flow: str | None = None
     steps: list[StepPreview] = field(default_factory=list)
+    # the person is in the flow's holdout group (hub.holdout): tracked, sent nothing
+    holdout: str | None = None
 
 
 def preview_events(engine: Engine, tenant: Any, events: list[dict]) -> list[Preview]:
@@ -299,6 +303,8 @@ def _print_preview(preview: Preview, tenant: Any) -> None:
         f"flow {preview.flow!r} for checkout {event['checkout_id']} "
         f"(abandoned {_local(event['occurred_at'], tenant)})"
     )
+    if preview.holdout:
+        click.echo(f"  {preview.holdout}")
     for step in preview.steps:
         head = f"  step {step.index} at {_local(step.due, tenant)} ({step.template})"
         if step.skipped is not None:
@@ -341,9 +347,20 @@ def _preview_one(engine: Engine, tenant: Any, event: dict, preview: Preview) -> 
     if flow is None:
         return
     preview.flow = flow.name
+    email, phone = identity_of(event["customer"])
+    if in_holdout(tenant.slug, flow.holdout, email, phone, event["checkout_id"]):
+        preview.holdout = (
+            f"in the holdout group ({flow.holdout:.0%} of {flow.name!r}): "
+            "no message is sent, the journey is tracked for the comparison"
+        )
     stored = dump_event({**event, "raw": None})
     journey = SimpleNamespace(
-        id=0, token="preview", tenant=tenant.slug, event=stored, checkout_id=event["checkout_id"]
+        id=0,
+        token="preview",
+        tenant=tenant.slug,
+        event=stored,
+        checkout_id=event["checkout_id"],
+        abandoned_at=event["occurred_at"],
     )
     facts = facts_for(event, tenant.currency)
 
@@ -355,9 +372,11 @@ def _preview_one(engine: Engine, tenant: Any, event: dict, preview: Preview) -> 
         due = engine.due_time(tenant, stored, event["occurred_at"] + step.after)
         shown = StepPreview(step.index, due, step.template)
         preview.steps.append(shown)
-        expires = event.get("recovery_expires_at")
-        if expires is not None and expires <= due:
-            shown.skipped = "recovery URL expired"
+        dead = engine.dead_link(tenant, step, event, due)
+        if preview.holdout:
+            shown.skipped = HOLDOUT
+        elif dead:
+            shown.skipped = dead
         elif step.when is not None and not step.when.holds(facts, counter):
             shown.skipped = "condition not met"
         else:

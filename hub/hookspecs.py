@@ -237,12 +237,18 @@ class Source:
         ``checkout.updated`` then (re)schedules a check after the tenant's ``abandon_after``
         (default ``default_abandon_after``), and the core emits ``checkout.abandoned`` when
         nothing converted or deleted the checkout by then.
+    ``consent_fields``
+        for consent evidence: per channel kind, the platform field the event's ``consent``
+        value was read from (``{"email": "customer.email_marketing_consent.state"}``). Every
+        message records it next to the value; a channel not named here is recorded as
+        ``consent.<channel>`` of the normalized event.
     """
 
     name: ClassVar[str]
     config_schema: ClassVar[type]
     infers_abandonment: ClassVar[bool] = False
     default_abandon_after: ClassVar[str] = "15m"
+    consent_fields: ClassVar[Mapping[str, str]] = {}
 
     def verify(self, request: InboundRequest, config: Mapping[str, Any]) -> None:
         """Prove that ``request`` was sent by the platform for this tenant.
@@ -348,6 +354,59 @@ class Sink:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class ProbeQuestion:
+    """What a :class:`ConversionProbe` is asked about: one journey's checkout, right before a
+    step fires.
+
+    ``checkout_id`` is the id the source's :meth:`Source.parse` gave the abandonment;
+    ``email`` the customer's (lower-cased) address when known; ``abandoned_at`` when the
+    platform said the checkout was abandoned (timezone-aware UTC); ``event`` the stored
+    normalized event (without ``raw``), for anything else the platform needs to be asked.
+    """
+
+    tenant: str
+    source: str
+    checkout_id: str
+    email: str | None
+    abandoned_at: datetime | None
+    event: Mapping[str, Any]
+
+
+class ConversionProbe:
+    """Asks a source's platform whether an abandoned checkout was completed after all.
+
+    Webhooks get lost and arrive late; a reminder sent after the customer paid costs trust.
+    Return one from :func:`hub_conversion_probes` and the hub asks it right before each step
+    of a journey of that source fires (tenants may turn it off, ``[probe] enabled = false``).
+
+    ``source``
+        the :attr:`Source.name` it answers for; the tenant's table of that source is the
+        ``config`` every call gets (keep the platform's API key there). One probe per source:
+        two plugins probing the same source is a start-up error naming both.
+    """
+
+    source: ClassVar[str]
+
+    def ready(self, config: Mapping[str, Any]) -> bool:
+        """Whether this tenant's table lets the probe ask (an API key is configured).
+
+        Called before each question, so keep it to a look at ``config``. A tenant whose
+        probe is not ready is not asked; nothing is counted as a failure.
+        """
+        return True
+
+    def converted(self, question: ProbeQuestion, config: Mapping[str, Any], timeout: float) -> bool:
+        """``True`` when the platform says the checkout was completed, ``False`` when not.
+
+        Pass ``timeout`` (seconds, the tenant's ``[probe] timeout``) to every HTTP call; the
+        hub stops waiting after it anyway and sends. Raise any exception when the platform
+        cannot answer (5xx, an answer that is not what its API documents): the step then
+        proceeds, and the hub counts and logs the failure. Never retry or sleep here.
+        """
+        raise NotImplementedError
+
+
 # --------------------------------------------------------------------------------------------
 # The hooks
 # --------------------------------------------------------------------------------------------
@@ -427,4 +486,15 @@ def hub_erase_person(
     incomplete (the operator sees it and runs it again); entries the hub still finds holding the
     address in your data afterwards are reported the same way. Called rarely, so it may do I/O
     (tell a CRM to delete its contact) within a few seconds.
+    """
+
+
+@hookspec
+def hub_conversion_probes(services: PluginServices) -> list[ConversionProbe]:
+    """Return :class:`ConversionProbe` objects for sources whose platform can be asked.
+
+    Optional: a source without a probe is simply never asked. Called once when the app is
+    built. ``services`` (optional) gives the pooled outbound HTTP session under the operator's
+    network policy and CA bundle (``services.http_session()``): use it for the platform's API,
+    so the same rules apply as to every other call the hub makes.
     """

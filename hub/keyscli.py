@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from hub import apikeys
-from hub.cliparams import known_tenant
+from hub.cliparams import known_tenant, require_database
 from hub.current import current_hub
 
 
@@ -38,7 +38,9 @@ def create_command(tenant: str | None, admin: bool, name: str | None) -> None:
 @keys_group.command("list")
 def list_command() -> None:
     """List the keys (prefix, tenant, name, created, last used, revoked); never the keys."""
-    for row in apikeys.list_keys(current_hub().store):
+    hub = current_hub()
+    require_database(hub)  # only reads: never creates a database where it happens to run
+    for row in apikeys.list_keys(hub.store):
         used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never"
         revoked = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
         click.echo(

@@ -81,7 +81,14 @@ STEP_LATENESS = Histogram(
     buckets=(0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0),
     registry=None,
 )
-PROCESS_METRICS = (WEBHOOKS, EVENTS, INGEST_SECONDS, DELIVERIES, STEP_LATENESS)
+PROBES = Counter(
+    "hub_conversion_probes",
+    "Conversion probes asked before a step fired, by source and outcome: converted, open (not "
+    "converted), timeout or error (the step went ahead).",
+    ["source", "outcome"],
+    registry=None,
+)
+PROCESS_METRICS = (WEBHOOKS, EVENTS, INGEST_SECONDS, DELIVERIES, STEP_LATENESS, PROBES)
 
 # the error ``code`` of the ingress's JSON answer -> the reason label
 _ERROR_REASONS = {
@@ -156,6 +163,11 @@ def reason_class(outcome: str, reason: str | None) -> str:
 
 def step_fired(lateness_seconds: float) -> None:
     STEP_LATENESS.observe(lateness_seconds)
+
+
+def probe(source: str, outcome: str) -> None:
+    """Count one conversion probe (``source`` is a registered source: bounded)."""
+    PROBES.labels(source, outcome).inc()
 
 
 def instrument_ingress(view: Callable[..., Any], hub: Any) -> Callable[..., Any]:

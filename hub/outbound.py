@@ -64,6 +64,7 @@ __all__ = [
     "classify_request_error",
     "classify_status",
     "new_session",
+    "request_json",
     "retry_after_seconds",
     "timeout_field",
     "tls_context",
@@ -266,6 +267,49 @@ class HttpSink(Sink):
             status = response.status_code
             log.error("%s sink: %s rejected our credentials (HTTP %s)", self.name, what, status)
         raise error
+
+
+def request_json(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    what: str,
+    timeout: float,
+    headers: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
+    body: Any = None,
+) -> Any:
+    """One read-only call to a platform's API (a :class:`~hub.ConversionProbe`): the parsed
+    JSON answer of a 2xx.
+
+    A timeout is raised as ``requests``' own ``Timeout`` (the hub counts it as one); other
+    failures as the hub's error for them (the module's table), and an answer that is not JSON
+    as ``ValueError``. ``body`` is sent as JSON. No redirect is followed.
+    """
+    try:
+        response = session.request(
+            method,
+            url,
+            headers=headers,
+            params=params,
+            json=body,
+            timeout=(min(CONNECT_TIMEOUT, timeout), timeout),
+            allow_redirects=False,
+            stream=True,
+        )
+    except requests.exceptions.Timeout:
+        raise
+    except requests.exceptions.RequestException as exc:
+        raise classify_request_error(exc, what, repeatable=True) from None
+    answer = _read_capped(response)
+    error = classify_status(response.status_code, response.headers, what, error_summary(answer))
+    if error is not None:
+        raise error
+    try:
+        return json.loads(answer)
+    except ValueError:
+        raise ValueError(f"{what}: the answer is not JSON") from None
 
 
 def url_field(required: bool = False, **metadata: Any) -> fields.String:

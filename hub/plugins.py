@@ -17,7 +17,7 @@ import pluggy
 from jinja2.filters import FILTERS
 
 from hub import hookspecs
-from hub.hookspecs import Sink, Source
+from hub.hookspecs import ConversionProbe, Sink, Source
 from hub.services import PluginServices
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class Registry:
     template_filters: dict[str, Callable]
     errors: list[str]
     services: dict[str, PluginServices] = field(default_factory=dict)
+    probes: dict[str, ConversionProbe] = field(default_factory=dict)
 
 
 def _entry_points() -> Iterable[metadata.EntryPoint]:
@@ -112,6 +113,8 @@ def load_plugins(entry_points: Iterable[Any] | None = None, extra: Iterable[Any]
     blueprints: list[tuple[str, Any]] = []
     commands: list[tuple[str, Any]] = []
     filters: dict[str, Callable] = {}
+    probes: dict[str, ConversionProbe] = {}
+    probe_owner: dict[str, str] = {}
 
     services = {
         name: PluginServices(name, info.sinks, info.sources)
@@ -168,6 +171,18 @@ def load_plugins(entry_points: Iterable[Any] | None = None, extra: Iterable[Any]
         blueprints.extend((plugin, bp) for bp in result or [])
     for plugin, result in collect("hub_commands"):
         commands.extend((plugin, cmd) for cmd in result or [])
+    for plugin, result in collect("hub_conversion_probes"):
+        for obj in result or []:
+            item = getattr(obj, "source", None)
+            if not isinstance(obj, ConversionProbe) or not isinstance(item, str):
+                infos[
+                    plugin
+                ].error = (
+                    f"conversion probe hook returned {obj!r}, not a ConversionProbe with a source"
+                )
+            elif take("conversion probe", item, plugin, probes):
+                probes[item] = obj
+                probe_owner[item] = plugin
     for plugin, result in collect("hub_template_filters"):
         for item, function in (result or {}).items():
             if take("template filter", item, plugin, filters):
@@ -182,7 +197,13 @@ def load_plugins(entry_points: Iterable[Any] | None = None, extra: Iterable[Any]
                 sinks.pop(name, None)
             blueprints = [(p, b) for p, b in blueprints if p != info.name]
             commands = [(p, c) for p, c in commands if p != info.name]
+            for name in [s for s, p in probe_owner.items() if p == info.name]:
+                probes.pop(name, None)
             errors.append(f'plugin "{info.name}" ({info.module}) is disabled: {info.error}')
     for message in errors:
         log.error(message)
-    return Registry(pm, infos, sources, sinks, blueprints, commands, filters, errors, services)
+    # a probe for a source no plugin provides would never be asked
+    probes = {name: probe for name, probe in probes.items() if name in sources}
+    return Registry(
+        pm, infos, sources, sinks, blueprints, commands, filters, errors, services, probes
+    )

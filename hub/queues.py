@@ -21,8 +21,10 @@ from typing import Any
 
 import redis
 from rq import Queue
+from rq.job import Job, JobStatus
 
 from hub.binding import Binding
+from hub.leases import Leases
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,20 @@ DEQUEUE_STRATEGY = "round_robin"
 # Stored events a worker takes from the event list at once; between two batches one RQ job (a
 # step, a check) gets its turn, so a due step waits for at most this many events.
 EVENT_BATCH = 20
+# a job in one of these states will still run: the sweep must not queue it again. Not
+# `scheduled`: the sweep asks only about work overdue by HUB_SWEEP_AFTER, and RQ's scheduler
+# moves a due job to its queue within a second, so a job still scheduled then has no live
+# scheduler (a killed one keeps its queue's lock for 61 s, and is replaced after minutes)
+WAITING = frozenset(
+    status.value.encode()
+    for status in (
+        JobStatus.CREATED,
+        JobStatus.QUEUED,
+        JobStatus.DEFERRED,
+        JobStatus.RATE_LIMITED,
+        JobStatus.READY_TO_ENQUEUE,
+    )
+)
 # what RQ accepts in a job id (rq.job.JOB_ID_PATTERN)
 _PREFIX = re.compile(r"[A-Za-z0-9_-]*")
 
@@ -162,6 +178,7 @@ class Queues:
         # RQ queue of the same name is ``rq:queue:<name>`` and holds abandonment checks)
         self.event_list = self.namespace + EVENTS
         self.steps = Queue(self.namespace + STEPS, connection=self.connection)
+        self.leases = Leases(self.connection, self.namespace)
 
     @property
     def all(self) -> list[Queue]:
@@ -212,7 +229,7 @@ class Queues:
         own step (early, quiet hours) makes a new id, because RQ deletes the finishing job's
         hash, and with it a same-id job just scheduled, when ``result_ttl`` is 0.
         """
-        job_id = f"{self.namespace}step-{step_id}-{token}-{attempt}-{int(due_at.timestamp())}"
+        job_id = self.step_job_id(step_id, token, attempt, due_at)
         kwargs = {"bound": self._bound(tenant, token)}
         if due_at <= datetime.now(due_at.tzinfo):
             self.steps.enqueue(
@@ -236,15 +253,65 @@ class Queues:
         self, journey_id: int, update_at: datetime, due_at: datetime, *, tenant: str, token: str
     ) -> None:
         """Inferred abandonment: look at journey ``journey_id`` again at ``due_at``."""
-        stamp = int(update_at.timestamp() * 1000)
         self.events.enqueue_at(
             due_at,
             "hub.jobs.check_abandonment",
             args=(journey_id, update_at.isoformat()),
             kwargs={"bound": self._bound(tenant, token)},
-            job_id=f"{self.namespace}check-{journey_id}-{token}-{stamp}-{int(due_at.timestamp())}",
+            job_id=self.check_job_id(journey_id, token, update_at, due_at),
             **JOB_DEFAULTS,
         )
+
+    def step_job_id(self, step_id: int, token: str, attempt: int, due_at: datetime) -> str:
+        """The job id of one run of a step: the same arguments always make the same id."""
+        return f"{self.namespace}step-{step_id}-{token}-{attempt}-{int(due_at.timestamp())}"
+
+    def check_job_id(
+        self, journey_id: int, token: str, update_at: datetime, due_at: datetime
+    ) -> str:
+        """The job id of one abandonment check (the update it judges, and when)."""
+        stamp = int(update_at.timestamp() * 1000)
+        return f"{self.namespace}check-{journey_id}-{token}-{stamp}-{int(due_at.timestamp())}"
+
+    def waiting(self, job_ids: list[str]) -> set[str]:
+        """The overdue ``job_ids`` Redis still holds on a queue (one round trip).
+
+        A started job is not counted: its worker may be dead (the sweep asks the step's lease
+        instead); nor a scheduled one (see ``WAITING``); finished, failed and missing jobs
+        will not run again.
+        """
+        if not job_ids:
+            return set()
+        pipe = self.connection.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(Job.key_for(job_id), "status")
+        return {
+            job_id
+            for job_id, status in zip(job_ids, pipe.execute(), strict=True)
+            if status in WAITING
+        }
+
+    # -- the event side: how a stored event travels to the workers, and whether it still does
+
+    def event_job_id(self, event_id: int) -> str:
+        return f"{self.namespace}event-{event_id}"
+
+    def events_waiting(self, event_ids: list[int]) -> set[int]:
+        """The stored ``event_ids`` whose hand-off Redis still holds.
+
+        A hand-off is an entry on the event list (read whole, once per sweep that has
+        candidates: the list holds ids, ~60 bytes each), or an RQ job an older hub enqueued
+        under :meth:`event_job_id` that is still waiting (see ``waiting``).
+        """
+        if not event_ids:
+            return set()
+        wanted = set(event_ids)
+        listed = {
+            self.parse_event_entry(entry)[0]
+            for entry in self.connection.lrange(self.event_list, 0, -1)
+        }
+        jobs = {self.event_job_id(event_id): event_id for event_id in wanted - listed}
+        return (listed & wanted) | {jobs[job_id] for job_id in self.waiting(list(jobs))}
 
     def ping(self) -> None:
         self.connection.ping()

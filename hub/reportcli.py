@@ -7,8 +7,6 @@ and default to the current month so far.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import date, datetime
 from typing import Any
@@ -19,15 +17,18 @@ from babel.numbers import format_decimal, format_percent
 from hub.cliparams import known_tenant, require_database
 from hub.current import current_hub
 from hub.export import COLUMNS, export_csv
+from hub.holdoutcli import holdout_table
+from hub.incremental import holdout_report
 from hub.money import format_money
-from hub.reports import GROUPINGS, Figures, Report, ReportError, report
+from hub.reports import GROUPINGS, Figures, Report, ReportError, default_range, report
 
 DAY = click.DateTime(formats=["%Y-%m-%d"])
 
 
 def _range(tenant: Any, since: datetime | None, until: datetime | None) -> tuple[date, date]:
-    today = datetime.now(tenant.timezone).date()
-    return (since.date() if since else today.replace(day=1)), (until.date() if until else today)
+    return default_range(
+        tenant.timezone, since.date() if since else None, until.date() if until else None
+    )
 
 
 def _tenant(slug: str) -> Any:
@@ -54,24 +55,60 @@ def _usage(exc: ReportError) -> click.UsageError:
     show_default=True,
     help="table for people (money in the tenant's locale); csv and json in minor units.",
 )
+@click.option(
+    "--holdout",
+    is_flag=True,
+    help="Only the holdout comparison per flow (messaged vs holdout, 95 % intervals).",
+)
 def report_command(
-    tenant_slug: str, since: datetime | None, until: datetime | None, by: str, output: str
+    tenant_slug: str,
+    since: datetime | None,
+    until: datetime | None,
+    by: str,
+    output: str,
+    holdout: bool = False,
 ) -> None:
     """Abandoned, messaged, delivered, opened, clicked and recovered checkouts, recovery rate
     and recovered revenue per currency (net of refunds), grouped by day, flow, step, channel
     or source of abandonment."""
     hub, tenant = _tenant(tenant_slug)
     first, last = _range(tenant, since, until)
+    if holdout:
+        if output == "csv":
+            raise click.UsageError("--holdout prints a table or JSON, not CSV")
+        click.echo(_holdout(hub, tenant, first, last, output))
+        return
     try:
         result = report(hub.store, tenant.slug, first, last, by=by, timezone=tenant.timezone)
     except ReportError as exc:
         raise _usage(exc) from exc
-    if output == "json":
+    if by == "flow" and output == "table":
+        # the holdout section next to the attributed figures, once a flow holds some out
+        table = report_table(result, tenant.locale)
+        comparison = _holdout(hub, tenant, first, last, output, only_if_any=True)
+        click.echo(table + ("\n\n" + comparison if comparison else ""))
+    elif output == "json":
         click.echo(json.dumps(result.as_dict(), indent=2))
     elif output == "csv":
-        click.echo(report_csv(result), nl=False)
+        click.echo(result.as_csv(), nl=False)
     else:
         click.echo(report_table(result, tenant.locale))
+
+
+def _holdout(
+    hub: Any, tenant: Any, first: date, last: date, output: str, only_if_any: bool = False
+) -> str | None:
+    """The holdout comparison (hub.incremental) as a table, or JSON for ``--format json``;
+    with ``only_if_any``, ``None`` when no journey of the range was held out."""
+    try:
+        result = holdout_report(hub.store, tenant.slug, first, last, timezone=tenant.timezone)
+    except ReportError as exc:
+        raise _usage(exc) from exc
+    if only_if_any and not any(f.holdout.journeys for f in result.flows):
+        return None
+    if output == "table":
+        return holdout_table(result, tenant.locale)
+    return json.dumps(result.as_dict(), indent=2)
 
 
 @click.command("export", epilog="Columns: " + ", ".join(name for name, _doc in COLUMNS) + ".")
@@ -103,49 +140,6 @@ def export_command(
 
 
 # --------------------------------------------------------------------------- output
-
-
-def report_csv(result: Report) -> str:
-    """The report as CSV: a ``row`` column (group | total), the key, counts, rates, and one
-    column per currency and amount (``revenue_minor_EUR``, …), amounts in minor units."""
-    keys = {"step": ["flow", "step"]}.get(result.by, [result.by])
-    counts = [
-        "abandoned",
-        "messaged",
-        "messages",
-        "delivered",
-        "bounced",
-        "opened",
-        "clicked",
-        "recovered",
-        "recovered_without_message",
-        "recovery_rate",
-        "messages_per_recovery",
-    ]
-    money = [
-        (f"{name}_minor_{currency}", name, currency)
-        for currency in result.currencies
-        for name in ("revenue", "revenue_without_message", "refunded")
-    ]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(["row", *keys, *counts, *(m[0] for m in money)])
-    lines = [("group", row.as_dict(result.by)) for row in result.rows]
-    lines.append(("total", result.total.as_dict()))
-    for kind, data in lines:
-        writer.writerow(
-            [
-                kind,
-                *(data.get(k) for k in keys),
-                *(_plain(data[c]) for c in counts),
-                *(data[name].get(currency, 0) for _col, name, currency in money),
-            ]
-        )
-    return buffer.getvalue()
-
-
-def _plain(value: Any) -> Any:
-    return round(value, 4) if isinstance(value, float) else value
 
 
 def report_table(result: Report, locale: str) -> str:

@@ -14,7 +14,7 @@ import itertools
 import logging
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +29,17 @@ from hub.hookspecs import OutboundMessage
 from hub.store import Store
 
 
+class SimLeases:
+    """One process runs every job of a simulation in turn: no send is ever in flight
+    elsewhere."""
+
+    def hold(self, name: str) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def alive(self, names: Any) -> set[str]:
+        return set()
+
+
 class SimQueues:
     """Stands in for RQ: jobs go onto a heap ordered by due time."""
 
@@ -37,6 +48,7 @@ class SimQueues:
         self.seq = itertools.count()
         self.url = "simulated"
         self.now = datetime.now(UTC)
+        self.leases = SimLeases()
 
     def _push(self, due: datetime, kind: str, args: tuple) -> None:
         heapq.heappush(self.heap, (max(due, self.now), next(self.seq), kind, args))

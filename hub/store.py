@@ -78,6 +78,8 @@ sa.Index("ix_events_status", events.c.status, events.c.received_at)
 sa.Index("ix_events_identity", events.c.tenant, events.c.email)
 sa.Index("ix_events_phone", events.c.tenant, events.c.phone)
 sa.Index("ix_events_checkout", events.c.tenant, events.c.checkout_id)
+# the dashboard: a source's last call and usual gap (migration 0008_dashboard_indexes)
+sa.Index("ix_events_received", events.c.tenant, events.c.source, events.c.received_at)
 
 journeys = sa.Table(
     "journeys",
@@ -111,12 +113,45 @@ journeys = sa.Table(
     sa.Column("credited_delivery_id", sa.Integer),
     sa.Column("credit", sa.String(16)),
     sa.Column("refunded_amount", sa.BigInteger),
+    # in its flow's holdout group (hub.holdout): tracked like the others, sent nothing
+    sa.Column("holdout", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    # the platform's id of the purchase that converted it (Stripe payment intent, Shopify
+    # order): its refunds name that, not the checkout
+    sa.Column("order_ref", sa.String(255)),
     sa.UniqueConstraint("tenant", "checkout_id", name="uq_journey_checkout"),
 )
 sa.Index("ix_journeys_email", journeys.c.tenant, journeys.c.email)
 sa.Index("ix_journeys_phone", journeys.c.tenant, journeys.c.phone)
-# reports and the journey list read one tenant's journeys by the time they were abandoned
-sa.Index("ix_journeys_abandoned", journeys.c.tenant, journeys.c.abandoned_at)
+# reports and the journey list read one tenant's journeys by the time they were abandoned; on
+# PostgreSQL the index also holds what a report's aggregates read (index-only scans, 0006),
+# and a partial one holds the recovered journeys alone, which the credited-message queries read
+REPORT_COLUMNS = [
+    "id",
+    "flow",
+    "source",
+    "recovered",
+    "recovered_currency",
+    "recovered_amount",
+    "refunded_amount",
+    "credit",
+    "credited_delivery_id",
+]
+sa.Index(
+    "ix_journeys_abandoned",
+    journeys.c.tenant,
+    journeys.c.abandoned_at,
+    postgresql_include=REPORT_COLUMNS,
+)
+sa.Index(
+    "ix_journeys_recovered",
+    journeys.c.tenant,
+    journeys.c.abandoned_at,
+    postgresql_include=REPORT_COLUMNS,
+    postgresql_where=journeys.c.recovered,
+    sqlite_where=journeys.c.recovered,
+)
+# a refund that names only its purchase finds the journey by it
+sa.Index("ix_journeys_order_ref", journeys.c.tenant, journeys.c.order_ref)
 
 steps = sa.Table(
     "steps",
@@ -164,6 +199,8 @@ sa.Index(
     deliveries.c.sent_at,
 )
 sa.Index("ix_deliveries_provider", deliveries.c.provider_id)
+# the dashboard: one tenant's messages of the last days (never updated_at: see 0005)
+sa.Index("ix_deliveries_created", deliveries.c.tenant, deliveries.c.created_at)
 
 delivery_log = sa.Table(
     "delivery_log",
@@ -181,7 +218,11 @@ delivery_log = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
 )
 sa.Index("ix_delivery_log_journey", delivery_log.c.journey_id)
-sa.Index("ix_deliveries_journey", deliveries.c.journey_id)
+sa.Index(
+    "ix_deliveries_journey",
+    deliveries.c.journey_id,
+    postgresql_include=["status", "channel", "step_index", "sent_at"],
+)
 
 # What happened to a message after it left: opened (pixel, an estimate), clicked (/r/ link or a
 # push notification's click beacon), delivered / read (provider callbacks), bounced. One row per
@@ -201,6 +242,32 @@ tracking_events = sa.Table(
 )
 sa.Index("ix_tracking_events_tenant", tracking_events.c.tenant, tracking_events.c.at)
 sa.Index("ix_tracking_events_journey", tracking_events.c.journey_id)
+
+# Consent evidence (hub.consent_evidence): per channel decision of a step, the consent fact it
+# relied on (value, the platform field or subscription that gave it, when it was received) and
+# the tenant policy that allowed or refused it. Written in the transaction that claims the
+# delivery (allowed) or records the skip (refused); erasure scrubs the person, keeps the rest.
+consent_evidence = sa.Table(
+    "consent_evidence",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("journey_id", sa.Integer, sa.ForeignKey("journeys.id"), nullable=False),
+    sa.Column("delivery_id", sa.Integer, sa.ForeignKey("deliveries.id")),
+    sa.Column("step_index", sa.Integer, nullable=False),
+    sa.Column("sink", sa.String(64), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("email", sa.String(320)),
+    sa.Column("phone", sa.String(20)),
+    sa.Column("decision", sa.String(16), nullable=False),  # allowed | refused
+    sa.Column("reason", sa.Text),
+    sa.Column("policy", sa.Text, nullable=False),
+    sa.Column("fact", sa.JSON, nullable=False),
+    sa.Column("decided_at", UTCDateTime, nullable=False),
+)
+sa.Index("ix_consent_evidence_email", consent_evidence.c.tenant, consent_evidence.c.email)
+sa.Index("ix_consent_evidence_phone", consent_evidence.c.tenant, consent_evidence.c.phone)
+sa.Index("ix_consent_evidence_journey", consent_evidence.c.journey_id)
 
 # API keys: an agency admin key (tenant NULL, sees every tenant) or a tenant's key. Only a
 # hash of the secret is stored; ``prefix`` (shown in listings) finds the row without it.

@@ -15,17 +15,26 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import is_currency
-from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
+from marshmallow import (
+    INCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates_schema,
+)
 
 from hub.conditions import Condition, ConditionError, compile_condition
 from hub.durations import format_duration, parse_duration
+from hub.holdout import parse_share
 from hub.spelling import closest, did_you_mean
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -108,6 +117,16 @@ class Step:
     offer: Mapping[str, Any] | None
     when: Condition | None
 
+    def offer_expires_at(self, abandoned_at: datetime | None) -> datetime | None:
+        """When the step's offer dies: its ``expires_at``, or ``valid_for`` after the
+        abandonment (so every step of a flow tells the customer the same deadline)."""
+        offer = self.offer or {}
+        if offer.get("expires_at") is not None:
+            return offer["expires_at"]
+        if offer.get("valid_for") is not None and abandoned_at is not None:
+            return abandoned_at + offer["valid_for"]
+        return None
+
 
 @dataclass(frozen=True)
 class Flow:
@@ -115,6 +134,26 @@ class Flow:
     when: Condition | None
     steps: tuple[Step, ...]
     enabled: bool = True
+    # the share of journeys that get no message (hub.holdout), 0.0 to 0.5
+    holdout: float = 0.0
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """``[probe]``: ask the source's platform whether the checkout converted before a step
+    fires (where the source has a probe and its table the credentials), and how long to wait."""
+
+    enabled: bool = True
+    timeout: timedelta = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """``[links]``: no message goes out whose recovery URL or offer dies within ``margin``;
+    an expired ``/r/`` link sends the customer to ``fallback_url`` (the shop) when set."""
+
+    margin: timedelta = timedelta(hours=1)
+    fallback_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +181,8 @@ class Tenant:
     # HTML e-mails carry an open pixel (an estimate: see the README's results section)
     track_opens: bool = True
     retention: timedelta | None = None
+    probe: ProbeSettings = ProbeSettings()
+    links: LinkSettings = LinkSettings()
 
     def consent_policy(self, channel: str, country: str | None) -> str:
         """What ``unknown`` consent allows on ``channel`` for a customer from ``country``."""
@@ -187,12 +228,43 @@ class ConsentSchema(Schema):
 
 
 class OfferSchema(Schema):
+    """A step's offer. It dies at ``expires_at`` or ``valid_for`` after the abandonment
+    (never both): a step whose offer dies within ``[links] margin`` is not sent."""
+
     class Meta:
         unknown = RAISE
 
     promo_code = fields.String()
     text = fields.String()
     discount = fields.String()
+    expires_at = fields.AwareDateTime(format="iso", default_timezone=None)
+    valid_for = DurationField()
+
+    @validates_schema
+    def _one_expiry(self, data: dict, **_: Any) -> None:
+        if "expires_at" in data and "valid_for" in data:
+            raise ValidationError("give expires_at or valid_for, not both", "valid_for")
+
+
+class ProbeSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    enabled = fields.Boolean(load_default=True)
+    timeout = DurationField(load_default=timedelta(seconds=2))
+
+    @validates_schema
+    def _short(self, data: dict, **_: Any) -> None:
+        if not timedelta(seconds=1) <= data["timeout"] <= timedelta(seconds=30):
+            raise ValidationError("must be between 1s and 30s: a step waits for it", "timeout")
+
+
+class LinksSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    margin = DurationField(load_default=timedelta(hours=1))
+    fallback_url = fields.Url(load_default=None, schemes={"http", "https"}, require_tld=False)
 
 
 class StepSchema(Schema):
@@ -213,6 +285,7 @@ class FlowSchema(Schema):
     name = fields.String(required=True)
     enabled = fields.Boolean(load_default=True)
     when = fields.Raw(load_default=None)
+    holdout = fields.Raw(load_default=None)  # "10%"; checked by hub.holdout.parse_share
     steps = fields.List(fields.Nested(StepSchema), required=True, validate=validate.Length(min=1))
 
 
@@ -239,6 +312,8 @@ class TenantSchema(Schema):
     sources = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
     sinks = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
     flows = fields.List(fields.Nested(FlowSchema), load_default=list)
+    probe = fields.Nested(ProbeSchema, load_default=lambda: ProbeSchema().load({}))
+    links = fields.Nested(LinksSchema, load_default=lambda: LinksSchema().load({}))
 
 
 def expand_env(value: Any, environ: Mapping[str, str], path: str, issues: list[str]) -> Any:
@@ -513,7 +588,8 @@ def _validate(
                     when=condition(step["when"], f"{skey}.when"),
                 )
             )
-        flows.append(Flow(flow["name"], flow_when, tuple(steps), flow["enabled"]))
+        holdout = _holdout_share(flow["holdout"], f"{fkey}.holdout", file, issues)
+        flows.append(Flow(flow["name"], flow_when, tuple(steps), flow["enabled"], holdout))
 
     countries: set[str] = set()
     for i, c in enumerate(core["consent"].get("opt_in_countries", [])):
@@ -557,6 +633,8 @@ def _validate(
         raw=raw,
         track_opens=core["track_opens"],
         retention=retention,
+        probe=ProbeSettings(**core["probe"]),
+        links=LinkSettings(**core["links"]),
     )
     return tenant
 
@@ -588,6 +666,17 @@ def _load_plugin_table(
     except Exception as exc:  # a plugin's schema must not take config loading down
         issues.append(ConfigIssue(file, key, f"plugin schema failed: {exc!r}"))
     return {}
+
+
+def _holdout_share(value: Any, key: str, file: str, issues: list[ConfigIssue]) -> float:
+    """A flow's ``holdout`` as a share (0 when absent); a bad one is an issue at ``key``."""
+    if value is None:
+        return 0.0
+    try:
+        return parse_share(value)
+    except ValueError as exc:
+        issues.append(ConfigIssue(file, key, str(exc)))
+        return 0.0
 
 
 def _consent_policies(

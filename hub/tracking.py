@@ -19,7 +19,7 @@ from itsdangerous import BadSignature
 
 from hub import attribution
 from hub.current import current_hub
-from hub.engine import link_serializer
+from hub.engine import drop_retries, link_serializer
 from hub.events import load_event
 from hub.store import delivery_log, journeys, steps, suppressions
 
@@ -152,6 +152,7 @@ def unsubscribe(token: str) -> Response:
                 )
                 .values(status="cancelled", reason="unsubscribed", updated_at=now)
             )
+            drop_retries(conn, journey_id, "unsubscribed", now)
     return _page(
         "Unsubscribed", f"<h1>Unsubscribed</h1><p>You will get no more reminders from {shop}.</p>"
     )
@@ -166,6 +167,10 @@ def recover(token: str) -> Response:
     _track(journey, step_index, sink, "clicked", "recovery link")
     expires = event.get("recovery_expires_at")
     if not event.get("recovery_url") or (expires and expires <= datetime.now(UTC)):
+        # the cart is gone, the customer is not: send them to the shop when it says where
+        tenant = current_hub().tenants.get(journey.tenant)
+        if tenant is not None and tenant.links.fallback_url:
+            return redirect(tenant.links.fallback_url, code=302)
         return _page("Link expired", "<h1>This link has expired</h1>", 410)
     return redirect(event["recovery_url"], code=302)
 

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from hub.cliparams import known_tenant
+from hub.cliparams import known_tenant, require_database
 from hub.current import current_hub
 from hub.dashboard.accounts import AccountError, create_user, delete_user, list_users
 
@@ -60,6 +60,8 @@ def delete_command(email: str) -> None:
 @users_group.command("list")
 def list_command() -> None:
     """List the accounts: e-mail, role, tenant, last sign-in (UTC)."""
-    for row in list_users(current_hub().store):
+    hub = current_hub()
+    require_database(hub)  # only reads: never creates a database where it happens to run
+    for row in list_users(hub.store):
         last = f"{row.last_sign_in_at:%Y-%m-%d %H:%M}" if row.last_sign_in_at else "never"
         click.echo(f"{row.email:<40} {row.role:<7} {row.tenant or '*':<16} last sign-in {last}")

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from hub import apikeys
 from hub.engine import Engine
+from hub.erasure import erase_person
 from hub.events import load_event
 from hub.ingress import store_event
 from hub.store import deliveries, tracking_events, utcnow
@@ -49,6 +50,7 @@ class Tenant:
     deliveries: list[int] = field(default_factory=list)
     events: list[int] = field(default_factory=list)
     emails: list[str] = field(default_factory=list)
+    erasures: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -121,6 +123,9 @@ def build(hub_factory: Any, tmp_path: Any, settings: dict | None = None) -> Worl
     for n in range(3):
         abandon(harness, alpha, f"ann{n}@alpha.example", start + timedelta(hours=n))
     abandon(harness, beta, "bob@beta.example", start + timedelta(hours=5))
+    for tenant in (alpha, beta):  # a proof each: someone who had left no data
+        gone = erase_person(harness.hub, tenant.slug, email=f"gone@{tenant.slug}.example")
+        tenant.erasures.extend(gone.proof_ids)
     secret = harness.hub.settings.secret_key
     store = harness.hub.store
     alpha.key, _ = apikeys.create_key(store, secret, "alpha", "alpha's shop", utcnow())

@@ -15,6 +15,21 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from tests.api_world import World, build
 
 EXAMPLES = 25
+# resources that read one tenant, named by a required `tenant`
+ONE_TENANT = ("/api/v1/reports", "/api/v1/export")
+# path -> fields whose 400 follows a rule the document cannot state (see check() below)
+UNSTATED = {
+    "/api/v1/reports": ("since", "until"),
+    "/api/v1/export": ("since", "until"),
+    "/api/v1/erasures": ("tenant", "email", "phone"),
+}
+
+
+def _field(response) -> str | None:  # noqa: ANN001
+    try:
+        return response.json()["field"]
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 @pytest.fixture
@@ -39,10 +54,26 @@ def test_api_answers_match_the_document(api_world):
             database=None,
         )
         def check(case):  # noqa: ANN001, ANN202
+            query = case.query or {}
+            if "tenant" in query and case.operation.path in ONE_TENANT:
+                query["tenant"] = "alpha"  # a made-up slug would only ever test the 404
+            response = case.call(headers=headers)
             # a cursor is opaque: any string fits its schema, and one the API did not make is
-            # refused with 400 invalid_cursor, as documented
-            made_up_cursor = "cursor" in (case.query or {})
-            excluded = [positive_data_acceptance] if made_up_cursor else []
-            case.call_and_validate(headers=headers, excluded_checks=excluded)
+            # refused with 400 invalid_cursor, as documented. Other 400s to schema-valid
+            # requests come from rules OpenAPI 3.0 cannot state, refused naming the field: a
+            # range whose until comes before its since (no constraint across fields), a phone
+            # number outside every numbering plan, an erasure naming neither e-mail nor phone,
+            # a person's proofs asked without their tenant
+            made_up_cursor = "cursor" in query
+            unstated = response.status_code == 400 and (
+                _field(response) in UNSTATED.get(case.operation.path, ())
+            )
+            excluded = [positive_data_acceptance] if made_up_cursor or unstated else []
+            case.validate_response(
+                response,
+                excluded_checks=excluded,
+                headers=headers,
+                transport_kwargs={"headers": headers},
+            )
 
         check()

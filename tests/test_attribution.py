@@ -387,3 +387,50 @@ def test_only_refusals_of_the_recipient_or_message_are_bounces():
     assert _classify(554, b"message refused", "end of DATA").bounce
     assert not _classify(550, b"sender rejected", "MAIL FROM").bounce
     assert not _classify(535, b"auth", "connect to x:25").bounce
+
+
+# ------------------------------------------------------------------------ purchases and late order
+
+
+def test_a_refund_naming_only_the_purchase_finds_the_journey_by_it(sim):
+    s = sim()
+    s.event()
+    s.event("checkout.converted", checkout="cs_new", recovered_from="cs_1", order_ref="pi_1")
+    s.event("checkout.refunded", checkout_id=None, order_ref="pi_1", cart={"total": 700})
+    assert _journey(s).refunded_amount == 700
+    s.event("checkout.refunded", checkout_id=None, order_ref="pi_other", cart={"total": 700})
+    assert _journey(s).refunded_amount == 700  # another purchase: not this journey's
+
+
+def test_a_conversion_before_an_abandonment_of_the_same_person_recovers_it(sim):
+    s = sim()
+    s.event("checkout.converted", checkout="order:9", at=T0 + timedelta(hours=2))
+    s.event(at=T0)  # cs_1, abandoned before the purchase, arrives after it
+    journey = _journey(s)
+    assert journey.status == "converted" and journey.recovered
+    assert (journey.recovered_amount, journey.credit) == (4999, "none")
+    assert s.steps() == []
+
+
+def test_a_late_abandonment_gets_nothing_when_the_purchase_was_already_credited(sim):
+    s = sim()
+    s.event(checkout="cs_old", at=T0)
+    s.event("checkout.converted", checkout="order:9", at=T0 + timedelta(hours=2))
+    assert _journey(s, "cs_old").recovered
+    s.now = T0 + timedelta(hours=3)
+    s.event(checkout="cs_1", at=T0 + timedelta(hours=1))
+    journey = _journey(s)
+    assert journey.status == "converted" and not journey.recovered  # one purchase, once
+    [event] = s.harness.rows("events", checkout_id="cs_1")
+    assert event.note.endswith("its revenue went to another journey")
+
+
+def test_a_late_abandonment_after_its_own_conversion_stays_unrecovered(sim):
+    """The checkout's conversion came first and *before* the abandonment's time: the marker
+    is no recovery (nothing was abandoned before that purchase)."""
+    s = sim()
+    s.event("checkout.converted", at=T0)
+    s.event(at=T0 + timedelta(hours=1))
+    journey = _journey(s)
+    assert journey.status == "converted" and not journey.recovered
+    assert journey.abandoned_at == T0 + timedelta(hours=1)

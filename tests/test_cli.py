@@ -162,6 +162,7 @@ BAD_INPUT = [
     ("users list", ["--all"], {}, 2, "No such option '--all'"),
     ("erase", ["bakery", "--email", "jane@"], {}, 2, "'jane@' is not an e-mail address"),
     ("erasures", ["nope"], {}, 2, "no tenant 'nope'; known tenants: bakery"),
+    ("consent", ["bakery", "--phone", "12"], {}, 2, "'12' is not a phone number"),
     ("retention run", ["--tenant", "nope"], {}, 2, "no tenant 'nope'; known tenants: bakery"),
     ("replay", ["bakery", "--since", "2026-11-05", "--until", "2026-11-01"], {}, 2, "is before"),
 ]
@@ -339,6 +340,15 @@ def test_hub_log_elsewhere_says_where_it_looked_and_creates_nothing(tmp_path):
         .startswith(f"Error: no hub database at {tmp_path}/var/hub.db")
     )
     assert "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("group", ["users", "keys"])
+def test_listing_accounts_or_keys_elsewhere_creates_nothing(tmp_path, group):
+    """`list` only reads, though `create` in the same group may make the database."""
+    done = _hub(tmp_path, group, "list")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("Error: no hub database at ")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -152,8 +152,12 @@ def test_an_admin_walks_through_the_dashboard(server, browser):
     assert "default" in result.text and "j***@example.com" in result.text
     frame = browser.find_element(By.CSS_SELECTOR, "iframe.mail")
     assert frame.get_attribute("sandbox") == ""
+    assert "/preview/mail/" in frame.get_attribute("src")  # its own policy, not srcdoc's
     browser.switch_to.frame(frame)
-    assert "Jane" in browser.find_element(By.TAG_NAME, "body").text
+    body = browser.find_element(By.TAG_NAME, "body")
+    assert "Jane" in body.text
+    # the e-mail's inline styles apply (the dashboard's own policy would block them)
+    assert body.value_of_css_property("background-color") == "rgba(244, 244, 245, 1)"
     browser.switch_to.default_content()
     _shot(browser, "preview")
 

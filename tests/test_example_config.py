@@ -36,6 +36,8 @@ def example(tmp_path):
         HUB_VAR_DIR=str(tmp_path / "var"),
         ACME_STRIPE_WHSEC="whsec_example",
         ACME_SHOPIFY_SECRET="shpss_example",
+        ACME_STRIPE_API_KEY="rk_test_example",
+        ACME_SHOPIFY_ADMIN_TOKEN="shpat_example",
         ACME_DS24_PASSPHRASE="passphrase",
         ACME_SMTP_URL="smtp+starttls://u:p@mail.example:587",
         ACME_WHATSAPP_PHONE_ID="1122334455667",
@@ -86,6 +88,10 @@ def test_the_example_tenant_passes_config_check(example):
     done = hub(env, "config", "check")
     assert done.returncode == 0, done.stderr
     assert "ok: 1 tenant(s)" in done.stdout
+    assert (
+        "  acme: conversion probe asks shopify, stripe (timeout 2s); no message whose link or "
+        "offer dies within 1h; expired links go to https://acme.example/cart"
+    ) in done.stdout
 
 
 def test_config_check_reports_each_unset_variable_once_and_nothing_it_causes(example):
@@ -98,7 +104,9 @@ def test_config_check_reports_each_unset_variable_once_and_nothing_it_causes(exa
     file = tmp / "config" / "tenants" / "acme.toml"
     unset = [
         ("sources.stripe.webhook_secret", "ACME_STRIPE_WHSEC"),
+        ("sources.stripe.api_key", "ACME_STRIPE_API_KEY"),
         ("sources.shopify.client_secret", "ACME_SHOPIFY_SECRET"),
+        ("sources.shopify.admin_access_token", "ACME_SHOPIFY_ADMIN_TOKEN"),
         ("sources.digistore24.ipn_passphrase", "ACME_DS24_PASSPHRASE"),
         ("sinks.email.smtp_url", "ACME_SMTP_URL"),
         ("sinks.whatsapp.phone_number_id", "ACME_WHATSAPP_PHONE_ID"),
@@ -111,7 +119,7 @@ def test_config_check_reports_each_unset_variable_once_and_nothing_it_causes(exa
     # one log line when the app loads the tenant, each error once, where the tenant stands
     lines = done.stderr.splitlines()
     assert lines[0].endswith(
-        f" ERROR hub.tenants tenant acme is not served: 10 config errors in {file} "
+        f" ERROR hub.tenants tenant acme is not served: 12 config errors in {file} "
         "(hub config check lists them)"
     )
     assert lines[1:] == [

@@ -223,8 +223,10 @@ def test_every_hookspec_is_documented_and_implemented_by_a_built_in():
     for name in specs:
         doc = inspect.getdoc(getattr(hookspecs, name)) or ""
         assert len(doc) > 40, f"hookspec {name} needs a docstring for plugin authors"
-    for cls in (hookspecs.Source, hookspecs.Sink):
+    for cls in (hookspecs.Source, hookspecs.Sink, hookspecs.ConversionProbe):
         for method in (
+            "ready",
+            "converted",
             "verify",
             "parse",
             "respond",
@@ -242,7 +244,33 @@ def test_every_hookspec_is_documented_and_implemented_by_a_built_in():
             tree = ast.parse(module.read_text())
             implemented |= {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
     # hub_commands and hub_template_filters are exercised by the third-party plugin tests
-    assert {"hub_sources", "hub_sinks"} <= implemented
+    assert {"hub_sources", "hub_sinks", "hub_conversion_probes"} <= implemented
+
+
+PROBER = """
+from hub import ConversionProbe, hookimpl
+
+
+class StripeAgain(ConversionProbe):
+    source = "stripe"
+
+    def converted(self, question, config, timeout):
+        return True
+
+
+@hookimpl
+def hub_conversion_probes():
+    return [StripeAgain()]
+"""
+
+
+def test_two_plugins_probing_one_source_is_an_error_naming_both(site_dir):
+    make_distribution(site_dir, "hub-plugin-prober", "1.0", "acme_prober", PROBER, "prober")
+    registry = load_plugins()
+    [clash] = [e for e in registry.errors if 'conversion probe "stripe"' in e]
+    assert '"stripe"' in clash and '"prober"' in clash
+    assert "stripe" not in registry.probes  # never "last one wins"
+    assert "shopify" in registry.probes
 
 
 SHOUTER = """

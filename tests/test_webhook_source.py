@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 import time_machine
-from marshmallow import Schema, fields
+from marshmallow import Schema, ValidationError, fields
 from samples import tenant_toml
 
 from hub import VerificationError
+from hub.events import load_event
 from plugins.webhook.schema import event_json_schema, object_schema, schema_text
 from plugins.webhook.signature import sign, signed_headers, verify
 from plugins.webhook.source import WebhookSource, demo_event
@@ -336,15 +337,42 @@ def test_schema_is_served_by_the_plugin_blueprint(hub_factory):
 
 def test_schema_matches_what_the_source_accepts():
     event = event_json_schema()["$defs"]["event"]
-    assert event["required"] == ["kind", "checkout_id", "occurred_at"]
+    assert event["required"] == ["kind", "occurred_at"]
+    # checkout_id as well, except on a refund that names its purchase
+    assert event["anyOf"][0] == {"required": ["checkout_id"]}
+    assert event["anyOf"][1]["required"] == ["kind", "order_ref"]
     assert set(event["properties"]) == {
         "kind", "checkout_id", "occurred_at", "customer", "cart", "recovery_url",
-        "recovery_expires_at", "consent", "stage", "recovered_from", "livemode",
+        "recovery_expires_at", "consent", "stage", "recovered_from", "order_ref", "livemode",
     }  # fmt: skip
     cart = event["properties"]["cart"]
     assert cart["type"] == ["object", "null"] and cart["required"] == ["total", "currency"]
     assert cart["properties"]["total"]["type"] == "integer"
     assert event["properties"]["customer"]["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(
+    ("event", "valid"),
+    [
+        ({"kind": "checkout.refunded", "order_ref": "1001"}, True),
+        ({"kind": "checkout.refunded", "checkout_id": "cart_8812"}, True),
+        ({"kind": "checkout.refunded"}, False),
+        ({"kind": "checkout.converted", "order_ref": "1001"}, False),
+    ],
+)
+def test_only_a_refund_may_name_its_purchase_instead_of_the_checkout(event, valid):
+    """The JSON Schema and the hub's own validation say the same."""
+    import jsonschema_rs  # schemathesis' validator, already installed
+
+    event = {**event, "occurred_at": "2026-11-02T10:00:00Z"}
+    assert jsonschema_rs.validator_for(event_json_schema()).is_valid(event) is valid
+    try:
+        loaded = load_event({**event, "event_key": "k", "tenant": "acme", "source": "webhook"})
+    except ValidationError as exc:
+        assert not valid and "checkout_id" in exc.messages
+    else:
+        assert valid
+        assert loaded["checkout_id"] == event.get("checkout_id", "order:1001")
 
 
 def test_schema_generation_refuses_a_field_type_it_cannot_describe():

@@ -19,7 +19,16 @@ from hub.api import auth, errors
 
 PREFIX = "/api/v1"
 # hub.api.<name> modules, each with a flask_smorest.Blueprint named `blueprint`
-RESOURCES = ("tenants", "journeys", "deliveries", "events")
+RESOURCES = (
+    "tenants",
+    "journeys",
+    "deliveries",
+    "events",
+    "consent",
+    "reports",
+    "export",
+    "erasures",
+)
 
 
 class HubApi(Api):

@@ -58,6 +58,9 @@ class JourneySchema(Schema):
     created_at = Time(required=True)
     closed_at = Time(required=True, allow_none=True)
     closed_reason = fields.String(required=True, allow_none=True)
+    holdout = fields.Boolean(
+        required=True, metadata={"description": "in its flow's holdout group: sent nothing"}
+    )
     recovered = fields.Boolean(required=True)
     recovered_amount = fields.Integer(required=True, allow_none=True)
     recovered_currency = fields.String(required=True, allow_none=True)

@@ -9,12 +9,13 @@ compares against it (docs/dashboard.md lists the rules).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from hub.dashboard import cache
 from hub.store import Store, deliveries, events, journeys, steps, tracking_events
 
 SILENT_FACTOR = 4  # silent: no call for this many usual gaps …
@@ -41,20 +42,45 @@ def compute(
 ) -> list[Alert]:
     """Every alert for ``tenants`` (slug -> served Tenant or ``None`` when its file does not
     load); ``broken`` maps a slug to its number of tenant-file errors."""
-    slugs = list(tenants)
-    found = [
+    return config_alerts(tenants, broken) + from_tables(store, tenants, now)
+
+
+def cached(
+    hub: Any, tenants: dict[str, Any], broken: dict[str, int], now: datetime
+) -> tuple[list[Alert], datetime]:
+    """:func:`compute` with the alerts from the tables through the short cache (the tenant
+    files' errors are always current), and when the oldest of those was computed."""
+
+    def fresh(slugs: list[str]) -> dict[str, Any]:
+        grouped = by_tenant(from_tables(hub.store, {s: tenants[s] for s in slugs}, now))
+        return {slug: [asdict(a) for a in grouped.get(slug, [])] for slug in slugs}
+
+    values, as_of = cache.per_tenant(hub, "alerts", list(tenants), fresh)
+    stored = [Alert(**a) for slug in tenants for a in values[slug]]
+    return config_alerts(tenants, broken) + stored, as_of
+
+
+def config_alerts(tenants: dict[str, Any], broken: dict[str, int]) -> list[Alert]:
+    return [
         Alert(slug, "config", f"tenant file has {count} error{'s' * (count != 1)}", "config")
         for slug, count in broken.items()
         if slug in tenants
     ]
+
+
+def from_tables(store: Store, tenants: dict[str, Any], now: datetime) -> list[Alert]:
+    """The alerts computed from the database: one grouped query per rule for all
+    ``tenants`` at once, never one per tenant."""
+    slugs = list(tenants)
     if not slugs:
-        return found
-    found += silent_sources(store, tenants, now)
-    found += flows_sending_nothing(store, slugs, now)
-    found += failure_rates(store, slugs, now)
-    found += failing_sinks(store, slugs, now)
-    found += backlog(store, slugs, now)
-    return found
+        return []
+    return [
+        *silent_sources(store, tenants, now),
+        *flows_sending_nothing(store, slugs, now),
+        *failure_rates(store, slugs, now),
+        *failing_sinks(store, slugs, now),
+        *backlog(store, slugs, now),
+    ]
 
 
 def silent_sources(store: Store, tenants: dict[str, Any], now: datetime) -> list[Alert]:
@@ -183,46 +209,45 @@ def failing_sinks(store: Store, slugs: list[str], now: datetime) -> list[Alert]:
     """A sink whose last ``PERMANENT_MIN`` or more deliveries failed permanently, with no
     message sent since (an expired token, a template the provider no longer has)."""
     since = now - timedelta(days=7)
-    failed = deliveries.c.status == "failed"
-    summary = (
-        sa.select(
-            deliveries.c.tenant,
-            deliveries.c.sink,
-            sa.func.max(deliveries.c.sent_at),
-            sa.func.max(sa.case((failed, deliveries.c.updated_at))),
-        )
-        .where(deliveries.c.tenant.in_(slugs), deliveries.c.updated_at >= since)
+    # a delivery ends within hours of its creation (retries wait at most HUB_RETRY_MAX), so
+    # one that failed in the window was created at most a day before it: the bound lets
+    # ix_deliveries_created find the rows without reading older ones
+    window = sa.and_(
+        deliveries.c.tenant.in_(slugs),
+        deliveries.c.created_at >= since - timedelta(days=1),
+        deliveries.c.updated_at >= since,
+    )
+    last_sent = (
+        sa.select(deliveries.c.tenant, deliveries.c.sink, sa.func.max(deliveries.c.sent_at))
+        .where(window)
         .group_by(deliveries.c.tenant, deliveries.c.sink)
     )
-    found = []
+    failures = (
+        sa.select(
+            deliveries.c.tenant, deliveries.c.sink, deliveries.c.updated_at, deliveries.c.reason
+        )
+        .where(window, deliveries.c.status == "failed")
+        .order_by(deliveries.c.updated_at)
+    )
     with store.begin() as conn:
-        for slug, sink, last_ok, last_failed in conn.execute(summary).all():
-            if last_failed is None or (last_ok is not None and last_ok > last_failed):
-                continue
-            after = sa.and_(
-                deliveries.c.tenant == slug,
-                deliveries.c.sink == sink,
-                failed,
-                deliveries.c.updated_at >= (last_ok or since),
-            )
-            count = conn.execute(sa.select(sa.func.count()).where(after)).scalar_one()
-            reason = conn.execute(
-                sa.select(deliveries.c.reason)
-                .where(after)
-                .order_by(deliveries.c.updated_at.desc())
-                .limit(1)
-            ).scalar()
-            if count >= PERMANENT_MIN:
-                found.append(
-                    Alert(
-                        slug,
-                        "sink_failing",
-                        f"{sink}: {count} messages failed permanently with none sent since; "
-                        f"last: {reason or 'no reason given'}",
-                        "deliveries",
-                    )
-                )
-    return found
+        sent = {(t, sink): at for t, sink, at in conn.execute(last_sent).all()}
+        failed = conn.execute(failures).all()
+    since_sent: dict[tuple[str, str], list[Any]] = {}
+    for slug, sink, at, reason in failed:
+        last_ok = sent.get((slug, sink))
+        if last_ok is None or at >= last_ok:
+            since_sent.setdefault((slug, sink), []).append(reason)
+    return [
+        Alert(
+            slug,
+            "sink_failing",
+            f"{sink}: {len(reasons)} messages failed permanently with none sent since; "
+            f"last: {reasons[-1] or 'no reason given'}",
+            "deliveries",
+        )
+        for (slug, sink), reasons in since_sent.items()
+        if len(reasons) >= PERMANENT_MIN
+    ]
 
 
 def backlog(store: Store, slugs: list[str], now: datetime) -> list[Alert]:

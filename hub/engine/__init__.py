@@ -14,6 +14,7 @@ of this package, named for what it holds:
 * ``flows`` — flow choice and the stop rules a step re-checks;
 * ``policy`` — contact policy: consent, suppressions, frequency cap, quiet hours;
 * ``step`` — firing one step; ``attempt`` — one delivery attempt, its outcome and backoff;
+* ``probe`` — asking the platform whether the checkout converted, right before a step fires;
 * ``ledger`` — the ``deliveries`` and ``delivery_log`` rows;
 * ``render`` — the message context and signed links;
 * ``effects`` — work handed to RQ after commit; ``sweep`` — rebuilding lost queue state;
@@ -36,8 +37,9 @@ from hub.engine.effects import CheckJob, Effects, Scheduler, StepJob
 from hub.engine.flows import CLOSED, Flows
 from hub.engine.inferred import Inference, inferred_abandonment
 from hub.engine.journeys import Journeys
-from hub.engine.ledger import SENT_STATUSES, Ledger
+from hub.engine.ledger import SENT_STATUSES, Ledger, drop_retries
 from hub.engine.policy import Policy
+from hub.engine.probe import Prober
 from hub.engine.render import MessageContext, link_serializer
 from hub.engine.runtime import EARLY_SLACK, Runtime, one_connection
 from hub.engine.step import StepRunner
@@ -55,6 +57,7 @@ __all__ = [
     "Effects",
     "Engine",
     "StepJob",
+    "drop_retries",
     "inferred_abandonment",
     "link_serializer",
 ]
@@ -86,10 +89,11 @@ class Engine:
         self.ledger = Ledger(rt)
         self.messages = MessageContext(rt)
         self.attempts = Attempts(rt, self.ledger, self.policy, self.messages, self.scheduler)
-        self.steps = StepRunner(
-            rt, self.flows, self.policy, self.ledger, self.attempts, self.scheduler
-        )
         self.journeys = Journeys(rt, self.flows, self.policy)
+        self.prober = Prober(rt, self.journeys, self.ledger)
+        self.steps = StepRunner(
+            rt, self.flows, self.policy, self.ledger, self.attempts, self.scheduler, self.prober
+        )
         self.inference = Inference(rt, self.journeys)
         self.sweeper = Sweep(rt, self.scheduler)
 
@@ -207,6 +211,10 @@ class Engine:
     ) -> Callable[[timedelta], int]:
         """The person's abandonments within a window before ``event`` (at least 1)."""
         return self.flows.abandon_counter(conn, tenant, event)
+
+    def dead_link(self, tenant: Tenant, flow_step: Any, event: dict, when: datetime) -> str | None:
+        """Why a step's message would carry a dead link at ``when`` (see ``Flows.dead_link``)."""
+        return self.flows.dead_link(tenant, flow_step, event, when)
 
     def eligibility(
         self, tenant: Tenant, journey: Any, sink: Any, config: Any, event: dict, context: dict

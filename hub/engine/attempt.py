@@ -85,14 +85,29 @@ class Attempts:
 
         context = self.context.build(tenant, journey, flow_step, sink)
         if existing is None:
-            address, status, reason = self.policy.eligibility(
-                tenant, journey, sink, config, event, context
-            )
+            decision = self.policy.decide(tenant, journey, sink, config, event, context)
+            address, status, reason = decision.address, decision.status, decision.reason
             if address is None:
-                self.ledger.skip(journey, step_index, sink_name, channel, None, status, reason)
+                self.ledger.skip(
+                    journey,
+                    step_index,
+                    sink_name,
+                    channel,
+                    None,
+                    status,
+                    reason,
+                    evidence=decision.evidence,
+                )
                 return f"{status} ({reason})", False
             delivery_id = self.ledger.claim(
-                tenant.slug, journey, step_id, step_index, sink_name, channel, address
+                tenant.slug,
+                journey,
+                step_id,
+                step_index,
+                sink_name,
+                channel,
+                address,
+                evidence=decision.evidence,
             )
             if delivery_id is None:
                 return "claimed by another run", True
@@ -125,6 +140,9 @@ class Attempts:
             return f"{existing.status} ({existing.reason})", False
         if existing.status == "unknown":
             return "outcome unknown; not resent", True
+        if existing.status == "sending" and self.scheduler.in_flight([step_row.id]):
+            # a live process holds the step's lease: slow, not crashed; it records the outcome
+            return "in flight in another run", True
         if existing.status == "sending" and not (sink and sink.idempotent):
             self.ledger.record(
                 Attempt(
@@ -184,7 +202,8 @@ class Attempts:
             template=flow_step.template,
         )
         try:
-            provider_id = sink.send(message, config)
+            with self.scheduler.sending(attempt.step_id):
+                provider_id = sink.send(message, config)
         except RetryableError as exc:
             if attempts >= sink.max_attempts:
                 return self._failed(attempt, f"gave up after {attempts} attempts: {exc.reason}")

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from hub.conditions import facts_for
+from hub.durations import format_duration
 from hub.engine.runtime import Runtime
 from hub.events import identity_of, load_event
 from hub.store import events
@@ -20,6 +21,8 @@ from hub.tenants import Flow, Tenant
 
 # a journey in one of these statuses sends nothing more
 CLOSED = ("converted", "deleted", "unsubscribed", "superseded")
+# the reason a step of a journey in its flow's holdout group is skipped with
+HOLDOUT = "holdout"
 
 
 class Flows:
@@ -72,6 +75,8 @@ class Flows:
             return "tenant is not configured", None
         if journey.status != "open":
             return journey.status if journey.status in CLOSED else f"journey {journey.status}", None
+        if journey.holdout:  # tracked like the others, sent nothing (hub.holdout)
+            return HOLDOUT, None
         flow = next((f for f in tenant.flows if f.name == journey.flow), None)
         if flow is None or not flow.enabled:
             return "flow disabled", None
@@ -79,12 +84,30 @@ class Flows:
             return "step removed from the flow", None
         flow_step = flow.steps[step_row.step_index]
         event = load_event({**journey.event, "raw": None})
-        expires = event.get("recovery_expires_at")
-        if expires is not None and expires <= now:
-            return "recovery URL expired", None
+        dead = self.dead_link(tenant, flow_step, event, now)
+        if dead:
+            return dead, None
         if flow_step.when is not None:
             with self.rt.store.begin() as conn:
                 counter = self.abandon_counter(conn, tenant, event)
                 if not flow_step.when.holds(facts_for(event, tenant.currency), counter):
                     return "condition not met", None
         return None, flow_step
+
+    def dead_link(self, tenant: Tenant, flow_step: Any, event: dict, now: datetime) -> str | None:
+        """Why the message would carry a dead link: its recovery URL or its offer dies within
+        the tenant's ``[links] margin`` (a deadline exactly at the margin counts as within).
+
+        A customer who clicks an hour later must still find the cart and the code working.
+        """
+        margin = tenant.links.margin
+        for what, ends in (
+            ("recovery URL", event.get("recovery_expires_at")),
+            ("offer", flow_step.offer_expires_at(event.get("occurred_at"))),
+        ):
+            if ends is None or ends > now + margin:
+                continue
+            if ends <= now:
+                return f"{what} expired"
+            return f"{what} expires within {format_duration(margin)} (at {ends.isoformat()})"
+        return None

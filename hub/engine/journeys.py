@@ -15,10 +15,12 @@ import sqlalchemy as sa
 from hub import attribution
 from hub.engine.effects import Effects, StepJob
 from hub.engine.flows import CLOSED, Flows
+from hub.engine.ledger import SENT_STATUSES, drop_retries
 from hub.engine.policy import Policy
 from hub.engine.runtime import Runtime
-from hub.events import dump_event, identity_of
-from hub.store import events, journeys, steps
+from hub.events import dump_event, identity_of, load_event
+from hub.holdout import in_holdout
+from hub.store import deliveries, events, journeys, steps
 from hub.tenants import Tenant
 
 
@@ -93,6 +95,15 @@ class Journeys:
             .where(steps.c.journey_id == journey_id, steps.c.status.in_(("scheduled", "retrying")))
             .values(status="cancelled", reason=reason, updated_at=now)
         )
+        drop_retries(conn, journey_id, reason, now)
+
+    def messages_sent(self, conn: sa.Connection, journey_id: int) -> int:
+        """How many messages of the journey went out: a conversion after one is ours."""
+        return conn.execute(
+            sa.select(sa.func.count())
+            .select_from(deliveries)
+            .where(deliveries.c.journey_id == journey_id, deliveries.c.status.in_(SENT_STATUSES))
+        ).scalar_one()
 
     # ------------------------------------------------------------------ abandoned
 
@@ -104,6 +115,9 @@ class Journeys:
         email, phone = identity_of(event["customer"])
         stored_event = stored_form(event)
         if journey is not None and journey.status in CLOSED:
+            if journey.status == "converted" and journey.abandoned_at is None:
+                # the converted marker: this checkout's conversion arrived first
+                return self._recovered_late(conn, tenant, event, event_id, journey)
             return f"ignored: checkout already {journey.status}"
         if journey is not None and journey.status in ("open", "no_flow", "finished"):
             # the same cart abandoned again: refresh the running journey, never start a second
@@ -115,10 +129,11 @@ class Journeys:
             return f"refreshed journey {journey.id}"
         converted_by = self._converted_later(conn, tenant, event)
         if converted_by:
+            key = converted_by.event_key
             values = dict(
                 status="converted",
                 closed_at=now,
-                closed_reason=f"converted before the abandonment arrived ({converted_by})",
+                closed_reason=f"converted before the abandonment arrived ({key})",
             )
         else:
             values = dict(status="open")
@@ -133,7 +148,8 @@ class Journeys:
         # a pending (inferred) journey becomes abandoned in place
         journey_id, _token = self.save(conn, tenant, event, journey, values, now)
         if converted_by:
-            return f"journey {journey_id} not started: {values['closed_reason']}"
+            credit = self._credit_late(conn, tenant, event, journey_id, converted_by)
+            return f"journey {journey_id} not started: {values['closed_reason']}{credit}"
 
         superseded = self._supersede_others(conn, tenant, journey_id, email, phone, now)
         flow = self.flows.choose(conn, tenant, event)
@@ -142,7 +158,13 @@ class Journeys:
                 sa.update(journeys).where(journeys.c.id == journey_id).values(status="no_flow")
             )
             return f"journey {journey_id}: no flow matches"
-        conn.execute(sa.update(journeys).where(journeys.c.id == journey_id).values(flow=flow.name))
+        # the group is chosen once, here, and kept: a change of the share later moves no one
+        held_out = in_holdout(tenant.slug, flow.holdout, email, phone, event["checkout_id"])
+        conn.execute(
+            sa.update(journeys)
+            .where(journeys.c.id == journey_id)
+            .values(flow=flow.name, holdout=held_out)
+        )
         for step in flow.steps:
             due = self.policy.due_time(tenant, event, max(event["occurred_at"] + step.after, now))
             step_id, token = conn.execute(
@@ -158,12 +180,14 @@ class Journeys:
             ).one()
             effects.steps.append(StepJob(step_id, token, tenant.slug, due))
         extra = f", superseded {superseded}" if superseded else ""
+        extra += ", in the holdout group" if held_out else ""
         return (
             f"journey {journey_id} started with flow {flow.name!r} ({len(flow.steps)} steps{extra})"
         )
 
-    def _converted_later(self, conn: sa.Connection, tenant: Tenant, event: dict) -> str | None:
-        """A conversion of the same person after this abandonment (it arrived first)."""
+    def _converted_later(self, conn: sa.Connection, tenant: Tenant, event: dict) -> Any:
+        """The first conversion of the same person after this abandonment, within the window
+        (it arrived first): its ``events`` row, or ``None``."""
         email, phone = identity_of(event["customer"])
         if not email and not phone:
             return None
@@ -173,8 +197,8 @@ class Journeys:
         if phone:
             who.append(events.c.phone == phone)
         start = event["occurred_at"]
-        hit = conn.execute(
-            sa.select(events.c.event_key)
+        return conn.execute(
+            sa.select(events.c.id, events.c.event_key, events.c.payload)
             .where(
                 events.c.tenant == tenant.slug,
                 events.c.kind == "checkout.converted",
@@ -182,9 +206,66 @@ class Journeys:
                 events.c.occurred_at >= start,
                 events.c.occurred_at <= start + tenant.attribution_window,
             )
+            .order_by(events.c.occurred_at, events.c.id)
             .limit(1)
         ).first()
-        return hit.event_key if hit else None
+
+    def _credit_late(
+        self, conn: sa.Connection, tenant: Tenant, event: dict, journey_id: int, conversion: Any
+    ) -> str:
+        """A conversion that arrived before this abandonment recovers it as one that came
+        after would have (hub.attribution), unless its revenue already went to another
+        journey; the credit is ``none``, as no message could be sent. Returns a note suffix."""
+        if attribution.credited_elsewhere(conn, tenant.slug, conversion.id):
+            return "; its revenue went to another journey"
+        converted = load_event({**conversion.payload, "raw": None})
+        values = attribution.recovery_values(
+            conn,
+            tenant.slug,
+            journey_id,
+            event["checkout_id"],
+            converted,
+            conversion.id,
+            tenant.attribution_window,
+        )
+        conn.execute(sa.update(journeys).where(journeys.c.id == journey_id).values(**values))
+        return f"; recovered {values['recovered_amount']} {values['recovered_currency']}"
+
+    def _recovered_late(
+        self, conn: sa.Connection, tenant: Tenant, event: dict, event_id: int, marker: Any
+    ) -> str:
+        """The abandonment of a checkout whose conversion came first: the marker row becomes
+        the journey it would have been, closed and recovered, when the conversion followed the
+        abandonment within the window. Nothing is scheduled: the purchase is made."""
+        conversion_id = marker.conversion_event_id or marker.event_id
+        conversion = conn.execute(
+            sa.select(
+                events.c.id, events.c.event_key, events.c.payload, events.c.occurred_at
+            ).where(events.c.id == conversion_id, events.c.tenant == tenant.slug)
+        ).first()
+        if conversion is None:
+            return "ignored: checkout already converted"
+        email, phone = identity_of(event["customer"])
+        conn.execute(
+            sa.update(journeys)
+            .where(journeys.c.id == marker.id)
+            .values(
+                event=stored_form(event),
+                event_id=event_id,
+                email=email,
+                phone=phone,
+                abandoned_at=event["occurred_at"],
+                source=event["source"],
+                closed_reason=(
+                    f"converted before the abandonment arrived ({conversion.event_key})"
+                ),
+            )
+        )
+        gap = conversion.occurred_at - event["occurred_at"]
+        if not -attribution.STAMP_SLACK <= gap <= tenant.attribution_window:
+            return f"journey {marker.id} not started: converted, outside the attribution window"
+        credit = self._credit_late(conn, tenant, event, marker.id, conversion)
+        return f"journey {marker.id} not started: converted before the abandonment arrived{credit}"
 
     def _supersede_others(
         self,
@@ -278,9 +359,29 @@ class Journeys:
                         closed_at=now,
                         recovered=False,
                         closed_reason=f"converted before any abandonment ({event['event_key']})",
+                        conversion_event_id=event_id,
+                        order_ref=event.get("order_ref"),
                     )
                 )
+        self._note_order_ref(conn, tenant, checkout_ids, event)
         return f"converted; stopped journeys {stopped}" if stopped else "converted; no open journey"
+
+    def _note_order_ref(
+        self, conn: sa.Connection, tenant: Tenant, checkout_ids: list[str], event: dict
+    ) -> None:
+        """A later conversion of an already converted checkout may be the first to name the
+        purchase (Shopify: a completed checkout, then its order): keep it for the refunds."""
+        if not event.get("order_ref"):
+            return
+        conn.execute(
+            sa.update(journeys)
+            .where(
+                journeys.c.tenant == tenant.slug,
+                journeys.c.checkout_id.in_(checkout_ids),
+                journeys.c.order_ref.is_(None),
+            )
+            .values(order_ref=event["order_ref"])
+        )
 
     def on_refunded(
         self, conn: sa.Connection, tenant: Tenant, event: dict, event_id: int, effects: Effects

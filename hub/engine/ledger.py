@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from hub.consent_evidence import Evidence
 from hub.engine.runtime import Runtime
 from hub.store import deliveries, delivery_log, steps
 
@@ -24,6 +25,24 @@ SENT_STATUSES = ("sent", "delivered", "read")
 def identity_key(address: str) -> str:
     """The form of an address the ledger compares (frequency cap, suppressions)."""
     return address.strip().lower()
+
+
+def drop_retries(
+    conn: sa.Connection, journey_id: int, reason: str, now: Any, step_index: int | None = None
+) -> None:
+    """Settle the ``retrying`` ledger rows of a step (or a journey) that will not run again.
+
+    A step skipped at fire time or cancelled with its journey never claims its retry: without
+    this the ledger row would say ``retrying`` for ever.
+    """
+    where = [deliveries.c.journey_id == journey_id, deliveries.c.status == "retrying"]
+    if step_index is not None:
+        where.append(deliveries.c.step_index == step_index)
+    conn.execute(
+        sa.update(deliveries)
+        .where(*where)
+        .values(status="skipped", reason=f"retry dropped: {reason}", updated_at=now)
+    )
 
 
 @dataclass(frozen=True)
@@ -67,8 +86,13 @@ class Ledger:
         sink: str,
         channel: str,
         address: str,
+        evidence: Evidence | None = None,
     ) -> int | None:
-        """Insert the ``sending`` row of a first attempt; ``None`` when another run has it."""
+        """Insert the ``sending`` row of a first attempt; ``None`` when another run has it.
+
+        ``evidence`` (the consent basis, hub.consent_evidence) is stored in the same
+        transaction, so no message is claimed without it.
+        """
         now = self.rt.clock()
         with self.rt.store.begin() as conn:
             # the ledger's unique key decides who sends; a conflict inserts nothing (no
@@ -91,6 +115,8 @@ class Ledger:
             ).scalar()
             if delivery_id is None:
                 return None
+            if evidence is not None:
+                evidence.write(conn, journey, step_index, sink, delivery_id, now)
             conn.execute(
                 sa.update(steps)
                 .where(steps.c.id == step_id)
@@ -169,8 +195,10 @@ class Ledger:
         identity: str | None,
         status: str,
         reason: str,
+        evidence: Evidence | None = None,
     ) -> None:
-        """A channel that was not tried: a ledger row with no attempt (once per channel)."""
+        """A channel that was not tried: a ledger row with no attempt (once per channel);
+        ``evidence`` of the refusal goes in the same transaction."""
         now = self.rt.clock()
         with self.rt.store.begin() as conn:
             try:
@@ -194,6 +222,8 @@ class Ledger:
                     ).scalar_one()
             except sa.exc.IntegrityError:
                 return
+            if evidence is not None:
+                evidence.write(conn, journey, step_index, sink_name, delivery_id, now)
             self.log(conn, journey, step_index, sink_name, channel, delivery_id, 0, status, reason)
         if self.rt.metrics:
             self.rt.metrics.delivery(journey.tenant, sink_name, status, reason)
@@ -210,13 +240,15 @@ class Ledger:
         self, step_id: int, journey: Any, step_index: int, status: str, reason: str
     ) -> str:
         """Settle the step row (a skip also goes to the delivery log); returns the job's note."""
+        now = self.rt.clock()
         with self.rt.store.begin() as conn:
             conn.execute(
                 sa.update(steps)
                 .where(steps.c.id == step_id)
-                .values(status=status, reason=reason, updated_at=self.rt.clock())
+                .values(status=status, reason=reason, updated_at=now)
             )
             if status == "skipped":
+                drop_retries(conn, journey.id, reason, now, step_index)
                 self.log(conn, journey, step_index, None, None, None, 0, "skipped", reason)
         log.info("step id=%s journey=%s outcome=%s reason=%s", step_id, journey.id, status, reason)
         return f"{status}: {reason}"

@@ -7,6 +7,7 @@ serializer.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from itsdangerous import URLSafeSerializer
@@ -73,7 +74,7 @@ class MessageContext:
             "cart": cart or None,
             "recovery_url": recovery,
             "recovery_expires_at": event.get("recovery_expires_at"),
-            "offer": dict(flow_step.offer) if flow_step.offer else None,
+            "offer": offer_context(flow_step, journey.abandoned_at),
             "unsubscribe_url": f"{base}/u/{unsubscribe}",
             "open_pixel_url": f"{base}/o/{pixel}.gif" if pixel else None,
             "click_beacon_url": f"{base}/c/{beacon}",
@@ -84,6 +85,18 @@ class MessageContext:
             "step": flow_step.index,
             "checkout_id": journey.checkout_id,
         }
+
+
+def offer_context(flow_step: Any, abandoned_at: datetime | None) -> dict | None:
+    """The step's offer as templates and sinks see it: JSON-safe, with the deadline that holds
+    for this journey when it has one (``expires_at`` as ISO text, like ``recovery_expires_at``)."""
+    if not flow_step.offer:
+        return None
+    offer = {k: v for k, v in flow_step.offer.items() if k not in ("expires_at", "valid_for")}
+    ends = flow_step.offer_expires_at(abandoned_at)
+    if ends is not None:
+        offer["expires_at"] = ends.isoformat()
+    return offer
 
 
 def _money(minor: int, currency: str, locale: str) -> str:

@@ -17,6 +17,7 @@ from hub.engine.effects import Scheduler, StepJob
 from hub.engine.flows import Flows
 from hub.engine.ledger import Ledger
 from hub.engine.policy import Policy
+from hub.engine.probe import CONVERTED_REASON, Prober
 from hub.engine.runtime import EARLY_SLACK, Runtime
 from hub.store import journeys, steps
 
@@ -34,6 +35,7 @@ class StepRunner:
         ledger: Ledger,
         attempts: Attempts,
         scheduler: Scheduler,
+        prober: Prober,
     ) -> None:
         self.rt = rt
         self.flows = flows
@@ -41,6 +43,7 @@ class StepRunner:
         self.ledger = ledger
         self.attempts = attempts
         self.scheduler = scheduler
+        self.prober = prober
 
     def run(self, step_id: int, attempt: int = 0, expect: Any = None) -> str:
         """Fire the step; ``expect`` (a job's binding) refuses a row of another tenant."""
@@ -76,6 +79,13 @@ class StepRunner:
         later = self.policy.quiet_until(tenant, journey.event, max(now, wake))
         if later is not None:
             return self._defer(step_row, journey, attempt, later, now)
+        # ask the platform only before the step's first try: a retry already decided to send
+        asked = None if attempt or ledger else self.prober.ask(tenant, journey, step_row.step_index)
+        if asked == "converted":
+            self.prober.close_converted(journey)
+            return self.ledger.finish_step(
+                step_id, journey, step_row.step_index, "skipped", CONVERTED_REASON
+            )
         event = journey.event
         outcomes = []
         for sink_name in flow_step.channels:

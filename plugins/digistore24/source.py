@@ -222,6 +222,7 @@ class Digistore24Source(Source):
     """Digistore24's IPN ("generic" connection). Answer body is always the text ``OK``."""
 
     name = "digistore24"
+    consent_fields = {"email": "newsletter_choice"}
     config_schema = Digistore24Config
 
     def verify(self, request: InboundRequest, config: Mapping[str, Any]) -> None:

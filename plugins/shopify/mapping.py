@@ -279,3 +279,40 @@ def cart(payload: Mapping[str, Any], *, order: bool = False) -> dict | None:
 
 def recovery_url(checkout: Mapping[str, Any]) -> str | None:
     return _url(checkout.get("abandoned_checkout_url"))
+
+
+def refunded_money(refund: Mapping[str, Any]) -> dict | None:
+    """The money a ``refunds/create`` gave back, as a cart ``{total, currency}``; ``None``
+    when it gave none back.
+
+    The money is in ``transactions``: each ``kind: refund`` with ``status: success`` returned
+    its ``amount`` (a decimal string) to the buyer; pending, failed and errored ones did not.
+    ``refund_line_items`` say which items came back, not what was paid back (a restock
+    refunds nothing, shipping and fees change the sum), so they only name the currency when a
+    transaction's ``currency`` is null, as in Shopify's published sample.
+    """
+    transactions = refund.get("transactions")
+    paid = [
+        (i, t)
+        for i, t in enumerate(transactions if isinstance(transactions, list) else [])
+        if isinstance(t, Mapping) and t.get("kind") == "refund" and t.get("status") == "success"
+    ]
+    if not paid:
+        return None
+    currencies = {_currency(t.get("currency")) for _, t in paid} - {None}
+    if len(currencies) > 1:
+        raise PayloadError("refund transactions in several currencies", "transactions")
+    currency = next(iter(currencies), None) or _refund_lines_currency(refund)
+    if currency is None:
+        raise PayloadError("the refund names no currency", "transactions[0].currency")
+    total = sum(_minor(t.get("amount"), currency, f"transactions[{i}].amount") for i, t in paid)
+    return {"total": total, "currency": currency}
+
+
+def _refund_lines_currency(refund: Mapping[str, Any]) -> str | None:
+    lines = refund.get("refund_line_items")
+    for line in lines if isinstance(lines, list) else []:
+        money = _dict(_dict(_dict(line).get("subtotal_set")).get("presentment_money"))
+        if currency := _currency(money.get("currency_code")):
+            return currency
+    return None

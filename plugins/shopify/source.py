@@ -4,7 +4,8 @@ Shopify never says "abandoned": ``checkouts/create|update`` become ``checkout.up
 core infers the abandonment after the tenant's ``abandon_after`` (``infers_abandonment``).
 ``orders/create|paid`` become ``checkout.converted`` and ``checkouts/delete`` becomes
 ``checkout.deleted``, all keyed by Shopify's checkout id so the core links them (see
-:func:`plugins.shopify.mapping.checkout_key`).
+:func:`plugins.shopify.mapping.checkout_key`). ``refunds/create`` becomes ``checkout.refunded``
+for the order it names: the order's conversion recorded the order id (``order_ref``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, post_load, validate
 
-from hub import DemoRequest, InboundRequest, PayloadError, Source, parse_duration
+from hub import DemoRequest, InboundRequest, PayloadError, Source, parse_duration, url_field
 from plugins.shopify import mapping
 from plugins.shopify.signature import (
     SIGNATURE_HEADERS,
@@ -30,6 +31,8 @@ from plugins.shopify.signature import (
 CHECKOUT_TOPICS = frozenset({"checkouts/create", "checkouts/update"})
 DELETE_TOPIC = "checkouts/delete"
 ORDER_TOPICS = frozenset({"orders/create", "orders/paid"})
+REFUND_TOPIC = "refunds/create"
+OTHER_TOPICS = frozenset({DELETE_TOPIC, REFUND_TOPIC})
 TOPIC_HEADERS = ("X-Shopify-Topic", "shopify-topic")
 EVENT_ID_HEADERS = ("X-Shopify-Event-Id", "shopify-event-id")
 WEBHOOK_ID_HEADERS = ("X-Shopify-Webhook-Id", "shopify-webhook-id")
@@ -57,6 +60,17 @@ class ShopifyConfig(Schema):
         metadata={"secret": True},
     )
 
+    # the conversion probe asks the Admin API with it (scope read_orders); without it, Shopify
+    # is not asked
+    admin_access_token = fields.String(
+        load_default=None, validate=validate.Length(min=1), metadata={"secret": True}
+    )
+    api_version = fields.String(
+        load_default=API_VERSION,
+        validate=validate.Regexp(r"^(\d{4}-\d{2}|unstable)$", error="expected YYYY-MM"),
+    )
+    admin_base = url_field(description="the shop's Admin API origin; tests use a stand-in")
+
     @post_load
     def _lower_domain(self, data: dict, **_: Any) -> dict:
         data["shop_domain"] = data["shop_domain"].lower()
@@ -70,9 +84,15 @@ def secrets_of(config: Mapping[str, Any]) -> list[str]:
 
 class ShopifySource(Source):
     """A Shopify app's webhooks. Subscribe ``checkouts/create``, ``checkouts/update``,
-    ``checkouts/delete``, ``orders/create`` and ``orders/paid`` (docs/shopify.md)."""
+    ``checkouts/delete``, ``orders/create``, ``orders/paid`` and ``refunds/create``
+    (docs/shopify.md)."""
 
     name = "shopify"
+    consent_fields = {
+        "email": "customer.email_marketing_consent.state, buyer_accepts_marketing",
+        "sms": "customer.sms_marketing_consent.state",
+        "whatsapp": "customer.sms_marketing_consent.state",
+    }
     config_schema = ShopifyConfig
     infers_abandonment = True
     default_abandon_after = "15m"
@@ -90,7 +110,7 @@ class ShopifySource(Source):
         if not topic:
             raise PayloadError("missing X-Shopify-Topic header", "X-Shopify-Topic")
         topic = topic.lower()
-        if topic not in CHECKOUT_TOPICS and topic not in ORDER_TOPICS and topic != DELETE_TOPIC:
+        if not (topic in CHECKOUT_TOPICS or topic in ORDER_TOPICS or topic in OTHER_TOPICS):
             return []
         payload = request.json()
         if not isinstance(payload, dict):
@@ -109,6 +129,8 @@ class ShopifySource(Source):
             return [self._checkout(payload, event_key, fired_at)]
         if topic == DELETE_TOPIC:
             return [self._deleted(payload, event_key, fired_at)]
+        if topic == REFUND_TOPIC:
+            return self._refund(payload, event_key, fired_at)
         return [self._order(payload, event_key, fired_at)]
 
     def _checkout(self, checkout: dict, event_key: str, fired_at: datetime) -> dict:
@@ -162,7 +184,28 @@ class ShopifySource(Source):
             "customer": mapping.customer(order),
             "cart": mapping.cart(order, order=True),
             "consent": mapping.consent(order),
+            # refunds/create names the order, not the checkout
+            "order_ref": mapping.shopify_id(order.get("id")),
         }
+
+    def _refund(self, refund: dict, event_key: str, fired_at: datetime) -> list[dict]:
+        """``refunds/create`` → ``checkout.refunded`` for the order (``order_ref``); a refund
+        that returned no money (a restock, a refund still pending) is no event."""
+        order_id = mapping.shopify_id(refund.get("order_id"))
+        if order_id is None:
+            raise PayloadError("the refund has no order_id", "order_id")
+        cart = mapping.refunded_money(refund)
+        if cart is None:
+            return []
+        return [
+            {
+                "kind": "checkout.refunded",
+                "event_key": event_key,
+                "order_ref": order_id,
+                "occurred_at": mapping.timestamp(refund, "processed_at", "created_at") or fired_at,
+                "cart": cart,
+            }
+        ]
 
     def preview_headers(self, config: Mapping[str, Any]) -> Mapping[str, str]:
         """A saved checkout has no delivery id: the event key needs one. The topic, which

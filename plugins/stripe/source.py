@@ -27,6 +27,7 @@ from hub import (
     VerificationError,
     minor_digits,
     to_e164,
+    url_field,
 )
 
 # Stripe's own minor-unit conventions (docs.stripe.com/currencies); ISO digits come from Babel
@@ -53,6 +54,8 @@ STRIPE_ZERO_DECIMAL = frozenset(
 STRIPE_THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 ABANDONED = "checkout.session.expired"
 CONVERTED = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+API_VERSION = "2025-01-27.acacia"  # the Stripe-Version the probe pins (and the demo event shows)
+REFUNDED = "charge.refunded"
 
 
 class StripeConfig(Schema):
@@ -65,6 +68,17 @@ class StripeConfig(Schema):
     )
     tolerance = fields.Integer(load_default=300, validate=validate.Range(min=1, max=3600))
     livemode = fields.String(load_default="both", validate=validate.OneOf(("live", "test", "both")))
+    # the conversion probe reads Checkout Sessions with it; without it, Stripe is not asked
+    api_key = fields.String(
+        load_default=None,
+        validate=validate.Regexp(
+            r"^(sk|rk)_(live|test)_\S+$",
+            error="must be a secret or restricted API key (sk_… or rk_…)",
+        ),
+        metadata={"secret": True},
+    )
+    api_version = fields.String(load_default=API_VERSION, validate=validate.Length(min=1))
+    api_base = url_field(description="Stripe's API; tests point it at a stand-in")
 
 
 def sign(body: bytes, secret: str, timestamp: int) -> str:
@@ -195,11 +209,52 @@ def _cart(session: Mapping[str, Any]) -> dict | None:
     }
 
 
+def _id_of(value: Any, field: str) -> str | None:
+    """An expandable Stripe reference: the id string, or the expanded object's ``id``."""
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise PayloadError("expected an id", field)
+    return value
+
+
+def _int(value: Any, field: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise PayloadError("expected a non-negative integer amount", field)
+    return value
+
+
+def refunded_now(event: Mapping[str, Any], charge: Mapping[str, Any]) -> int | None:
+    """The amount *this* ``charge.refunded`` gave back, in Stripe's minor units; ``None``: the
+    whole charge.
+
+    ``amount_refunded`` is the charge's running total, so two partial refunds of 10 and 20
+    arrive as 10 and 30. Stripe's events carry the total before the refund in
+    ``data.previous_attributes.amount_refunded``: the difference is this refund, and the sum
+    of the differences stays right whatever order the events arrive in. An event without it
+    (Stripe documents ``previous_attributes`` for ``*.updated`` only) counts as the whole
+    charge when ``refunded`` says it is fully refunded, else as its running total, which is
+    exact for the first refund and never more than the purchase (the core caps at it).
+    """
+    total = _int(charge.get("amount_refunded"), "data.object.amount_refunded")
+    previous = _obj(_obj(event.get("data"), "data").get("previous_attributes"), "data")
+    before = previous.get("amount_refunded")
+    if before is not None:
+        return max(total - _int(before, "data.previous_attributes.amount_refunded"), 0)
+    if charge.get("refunded") is True:
+        return None
+    return total
+
+
 class StripeSource(Source):
     """Stripe Checkout Sessions. Subscribe the endpoint to ``checkout.session.expired``,
-    ``checkout.session.completed`` and ``checkout.session.async_payment_succeeded``."""
+    ``checkout.session.completed``, ``checkout.session.async_payment_succeeded`` and
+    ``charge.refunded``."""
 
     name = "stripe"
+    consent_fields = {"email": "checkout.session consent.promotions"}
     config_schema = StripeConfig
 
     def verify(self, request: InboundRequest, config: Mapping[str, Any]) -> None:
@@ -215,13 +270,15 @@ class StripeSource(Source):
         if not isinstance(event, dict):
             raise PayloadError("expected a Stripe Event object", "body")
         kind = event.get("type")
-        if kind != ABANDONED and kind not in CONVERTED:
+        if kind != ABANDONED and kind not in CONVERTED and kind != REFUNDED:
             return []
         livemode = bool(event.get("livemode"))
         if config["livemode"] == "live" and not livemode:
             return []
         if config["livemode"] == "test" and livemode:
             return []
+        if kind == REFUNDED:
+            return [self._refund(event, livemode)]
         session = _obj(event.get("data"), "data").get("object")
         if not isinstance(session, dict) or not isinstance(session.get("id"), str):
             raise PayloadError("missing the Checkout Session", "data.object.id")
@@ -253,9 +310,40 @@ class StripeSource(Source):
             )
         else:
             normalized.update(
-                kind="checkout.converted", recovered_from=session.get("recovered_from")
+                kind="checkout.converted",
+                recovered_from=session.get("recovered_from"),
+                # the Checkout Session's payment: what charge.refunded names later
+                order_ref=_id_of(session.get("payment_intent"), "data.object.payment_intent"),
             )
         return [normalized]
+
+    def _refund(self, event: Mapping[str, Any], livemode: bool) -> dict:
+        """``charge.refunded`` → ``checkout.refunded`` naming the payment, not the session:
+        the hub finds the journey by the payment the conversion recorded (``order_ref``)."""
+        charge = _obj(event.get("data"), "data").get("object")
+        if not isinstance(charge, dict) or not isinstance(charge.get("id"), str):
+            raise PayloadError("missing the Charge", "data.object.id")
+        if not isinstance(event.get("id"), str):
+            raise PayloadError("missing event id", "id")
+        occurred = _ts(event.get("created"), "created")
+        if occurred is None:
+            raise PayloadError("missing event time", "created")
+        payment = _id_of(charge.get("payment_intent"), "data.object.payment_intent")
+        currency = _str(charge.get("currency"), "data.object.currency").upper()
+        if not currency:
+            raise PayloadError("missing the currency", "data.object.currency")
+        amount = refunded_now(event, charge)
+        return {
+            "kind": "checkout.refunded",
+            "event_key": event["id"],
+            # a charge made without a payment intent (legacy API) matches no conversion
+            "order_ref": payment or charge["id"],
+            "occurred_at": occurred,
+            "cart": None
+            if amount is None
+            else {"total": to_hub_minor(amount, currency), "currency": currency},
+            "livemode": livemode,
+        }
 
     def demo_request(self, config: Mapping[str, Any], now: datetime) -> DemoRequest:
         stamp = int(now.timestamp())
@@ -266,7 +354,7 @@ class StripeSource(Source):
             "type": ABANDONED,
             "created": stamp,
             "livemode": config["livemode"] == "live",
-            "api_version": "2025-01-27.acacia",
+            "api_version": API_VERSION,
             "data": {
                 "object": {
                     "id": session_id,

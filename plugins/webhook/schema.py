@@ -28,7 +28,8 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 DESCRIPTIONS: dict[str, str] = {
     "kind": "checkout.abandoned starts a recovery journey, checkout.converted stops it; "
     "checkout.updated, checkout.deleted and checkout.refunded as in the architecture",
-    "checkout_id": "your checkout/cart id; links the abandonment to its conversion",
+    "checkout_id": "your checkout/cart id; links the abandonment to its conversion "
+    "(a checkout.refunded may give order_ref instead)",
     "occurred_at": "when it happened, ISO 8601; send the offset (without one it is read as UTC)",
     "customer": "who abandoned: the hub matches people on lower-cased e-mail and E.164 phone",
     "customer.email": "e-mail address",
@@ -50,13 +51,18 @@ DESCRIPTIONS: dict[str, str] = {
     "cart.items[].sku": "your product id or SKU",
     "cart.discount": "discount already applied, in minor units",
     "recovery_url": "where the customer resumes the checkout",
-    "recovery_expires_at": "no message is sent after this time",
+    "recovery_expires_at": (
+        "no message is sent within the tenant's [links] margin (default 1 h) of this time; an "
+        "expired tracked link goes to [links] fallback_url"
+    ),
     "consent": "what the customer agreed to, per channel, as your shop recorded it",
     "consent.email": "e-mail marketing consent",
     "consent.whatsapp": "WhatsApp consent (only an explicit opt-in field counts)",
     "consent.sms": "SMS consent",
     "stage": "how far they got: cart, contact (e-mail or phone known), payment",
     "recovered_from": "for a conversion: the abandoned checkout_id it came from",
+    "order_ref": "your id of the purchase (order, payment): set it on the conversion, and a "
+    "refund may name it instead of checkout_id",
     "livemode": "false for test data",
 }
 
@@ -144,6 +150,14 @@ def event_json_schema() -> dict[str, Any]:
     """The JSON Schema of a request body: one event, or a batch of 1–100 events."""
     event = object_schema(accepted_schema())
     event["title"] = "Normalized checkout event"
+    # checkout_id is required, except on a refund that names its purchase (EventSchema)
+    event["anyOf"] = [
+        {"required": ["checkout_id"]},
+        {
+            "required": ["kind", "order_ref"],
+            "properties": {"kind": {"const": "checkout.refunded"}, "order_ref": {"type": "string"}},
+        },
+    ]
     return {
         "$schema": SCHEMA_DIALECT,
         "title": "abandonment-hub generic webhook body",

@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 import requests
 from process_helpers import ALLOW_LOOPBACK, settle
 from samples import stripe_event, stripe_headers, stripe_session, tenant_toml
@@ -19,7 +18,7 @@ from hub.testing import wait_for
 
 MAX_EVENTS = 300  # a bound on the ingest loop; the phases below need about 15
 # one post every 0.3 s: a pace one worker keeps up with on a loaded 2-core test machine, so
-# that what is measured is the outage, not a backlog (see the xfail below for a backlog)
+# that what is measured is the outage, not a backlog (a backlog has its own test below)
 PACE = 0.3
 
 
@@ -96,12 +95,6 @@ def test_redis_killed_during_ingest_loses_no_acknowledged_event(
     assert worker.poll() is None  # the same worker lived through the outage
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub bug, not fixed here: the sweep re-queues every stored event and overdue step "
-    "older than HUB_SWEEP_AFTER on each pass, also while Redis still holds its job, so a "
-    "backlog grows by one copy per sweep (seen: a worker that started behind never caught up)",
-)
 def test_sweep_does_not_multiply_a_backlog_redis_still_holds(hub_factory, smtp_server):
     """Workers that are behind (a burst, a slow start) leave events queued past
     HUB_SWEEP_AFTER. The sweep exists to rebuild what Redis *lost*; copying jobs Redis still

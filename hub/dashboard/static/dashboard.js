@@ -13,7 +13,8 @@
       var date = new Date(el.getAttribute("datetime"));
       if (isNaN(date)) { return; }
       var client = el.textContent;
-      el.textContent = localText(date);
+      // data-clock: a time of today ("as of 09:41"), the date would only be noise
+      el.textContent = el.hasAttribute("data-clock") ? localText(date).slice(11) : localText(date);
       el.title = "Client's time: " + client + " (" + el.getAttribute("data-zone") + ")";
     });
     document.querySelectorAll("button[data-copy]").forEach(function (button) {

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask import render_template
 
 from hub.current import current_hub
-from hub.dashboard import alerts, figures
+from hub.dashboard import alerts, cache, figures
 from hub.dashboard.access import client
 from hub.dashboard.site import blueprint
 from hub.dashboard.views.journey import journey_rows
@@ -22,18 +22,19 @@ def client_page(slug: str) -> Any:
     hub = current_hub()
     found = client(slug)
     now = utcnow()
-    series = figures.results(hub.store, {slug: found.zone}, now)[slug]
-    since = now - timedelta(days=figures.DAYS)
-    problems = alerts.compute(
-        hub.store, {slug: found.tenant}, {slug: len(found.issues)} if found.issues else {}, now
+    series, figures_as_of = figures.cached_results(hub, {slug: found.zone}, now)
+    problems, alerts_as_of = alerts.cached(
+        hub, {slug: found.tenant}, {slug: len(found.issues)} if found.issues else {}, now
+    )
+    parts, parts_as_of = cache.per_tenant(
+        hub, "report", [slug], lambda _slugs: {slug: _breakdowns(hub.store, found, now)}
     )
     return render_template(
         "dashboard/client.html",
         client=found,
-        series=series,
-        by_flow=_fold(figures.breakdown(hub.store, slug, since, "flow")),
-        by_source=_fold(figures.breakdown(hub.store, slug, since, "source")),
-        by_channel=_by_channel(figures.by_channel(hub.store, slug, since)),
+        series=series[slug],
+        as_of=min(figures_as_of, alerts_as_of, parts_as_of),
+        **parts[slug],
         alerts=problems,
         journeys=journey_rows(hub.store, slug, limit=25),
         webhooks=_webhooks(hub, found),
@@ -41,20 +42,13 @@ def client_page(slug: str) -> Any:
     )
 
 
-def _fold(rows: list[Any]) -> list[dict[str, Any]]:
-    """Rows per (name, currency) into one per name, revenue kept per currency."""
-    folded: dict[Any, dict[str, Any]] = {}
-    for row in rows:
-        entry = folded.setdefault(
-            row.name, {"name": row.name, "abandoned": 0, "recovered": 0, "revenue": {}}
-        )
-        entry["abandoned"] += int(row.abandoned)
-        entry["recovered"] += int(row.recovered or 0)
-        if row.currency and row.revenue:
-            entry["revenue"][row.currency] = int(row.revenue)
-    for entry in folded.values():
-        entry["rate"] = entry["recovered"] / entry["abandoned"] if entry["abandoned"] else None
-    return list(folded.values())
+def _breakdowns(store: Any, found: Any, now: Any) -> dict[str, Any]:
+    """The report's breakdowns and every message's outcome per channel (JSON-able, cached)."""
+    since = now - timedelta(days=figures.DAYS)
+    return {
+        **figures.breakdowns(store, found.slug, found.zone, now),
+        "outcomes": _by_channel(figures.by_channel(store, found.slug, since)),
+    }
 
 
 def _by_channel(rows: list[Any]) -> list[dict[str, Any]]:
@@ -69,20 +63,31 @@ def _webhooks(hub: Any, found: Any) -> list[dict[str, Any]]:
     calls are stored)."""
     if found.tenant is None:
         return []
-    query = (
-        sa.select(events.c.source, sa.func.max(events.c.received_at), sa.func.count())
-        .where(events.c.tenant == found.slug)
+    since = utcnow() - timedelta(days=figures.DAYS)
+    # the last call of each source read backwards from ix_events_received (one index probe
+    # per source), and the calls of the last 30 days rather than of all time, which grows
+    last = (
+        sa.select(sa.func.max(events.c.received_at))
+        .where(events.c.tenant == found.slug, events.c.source == sa.bindparam("source"))
+        .scalar_subquery()
+    )
+    recent = (
+        sa.select(events.c.source, sa.func.count())
+        .where(events.c.tenant == found.slug, events.c.received_at >= since)
         .group_by(events.c.source)
     )
     with hub.store.begin() as conn:
-        seen = {source: (last, n) for source, last, n in conn.execute(query).all()}
+        calls = dict(conn.execute(recent).all())
+        seen = {
+            s: conn.execute(sa.select(last), {"source": s}).scalar() for s in found.tenant.sources
+        }
     base = hub.public_url()
     return [
         {
             "source": source,
             "url": f"{base}/webhooks/{found.slug}/{source}",
-            "last": seen.get(source, (None, 0))[0],
-            "calls": seen.get(source, (None, 0))[1],
+            "last": seen[source],
+            "calls": calls.get(source, 0),
         }
         for source in found.tenant.sources
     ]

@@ -22,9 +22,9 @@ def portfolio() -> Any:
     hub = current_hub()
     now = utcnow()
     visible = clients()
-    series = figures.results(hub.store, {c.slug: c.zone for c in visible}, now)
-    found = alerts.compute(
-        hub.store,
+    series, figures_as_of = figures.cached_results(hub, {c.slug: c.zone for c in visible}, now)
+    found, alerts_as_of = alerts.cached(
+        hub,
         {c.slug: c.tenant for c in visible},
         {c.slug: len(c.issues) for c in visible if c.issues},
         now,
@@ -33,6 +33,7 @@ def portfolio() -> Any:
         "dashboard/portfolio.html",
         clients=visible,
         series=series,
+        as_of=min(figures_as_of, alerts_as_of),
         alerts=alerts.by_tenant(found),
         hub_problems=_hub_problems(hub),
         queues=_queue_depths(hub),

@@ -3,15 +3,25 @@ step's fire time in the client's zone, the chosen channel and the rendered messa
 
 The work is :func:`hub.flowcli.preview_events`, the same code the command runs; this page
 only reads the form and draws the result. Nothing is stored or sent.
+
+The rendered e-mail is not inlined (``srcdoc``): a ``srcdoc`` frame inherits the dashboard's
+strict Content-Security-Policy, which blocks the inline styles every e-mail is made of. It is
+kept in Redis for :data:`MAIL_SECONDS` under a random token bound to the account and the
+client that previewed it, and served by :func:`preview_mail` with a policy of its own: inline
+styles and remote images, no script, no form, no plugin, and a ``sandbox`` both in the policy
+and on the ``<iframe>``, so the mail runs in an opaque origin without the dashboard's cookies.
 """
 
 from __future__ import annotations
 
+import json
+import secrets
 from pathlib import Path
 from typing import Any
 
 import click
-from flask import redirect, render_template, request, url_for
+import redis
+from flask import Response, abort, g, redirect, render_template, request, url_for
 
 from hub.current import current_hub
 from hub.dashboard.access import client, clients
@@ -20,6 +30,11 @@ from hub.engine import Engine
 from hub.flowcli import history, preview_events, read_events
 
 MAX_EVENT_BYTES = 512 * 1024
+MAIL_SECONDS = 15 * 60  # long enough to read a preview, short for a page nobody reloads
+MAIL_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; font-src data: https:; "
+    "frame-ancestors 'self'; form-action 'none'; base-uri 'none'; sandbox"
+)
 
 
 @blueprint.get("/preview")
@@ -52,9 +67,61 @@ def preview(slug: str) -> Any:
             results, error = _run(found.tenant, raw, form["source"] or None)
     status = 400 if error else 200
     page = render_template(
-        "dashboard/preview.html", client=found, form=form, results=results, error=error
+        "dashboard/preview.html",
+        client=found,
+        form=form,
+        results=results,
+        error=error,
+        mails=_keep_mails(found.slug, results or []),
     )
     return page, status
+
+
+@blueprint.get("/clients/<slug>/preview/mail/<token>")
+def preview_mail(slug: str, token: str) -> Any:
+    """One rendered e-mail of a preview, for its ``<iframe>``: only to the account that made
+    the preview, under the client it was made for; 404 for anyone and anything else."""
+    found = client(slug)
+    try:
+        raw = current_hub().queues.connection.get(_mail_key(token))
+    except redis.RedisError:
+        raw = None
+    kept = json.loads(raw) if raw else None
+    if not kept or kept["user"] != g.user.id or kept["tenant"] != found.slug:
+        abort(404)
+    response = Response(kept["html"], mimetype="text/html")
+    response.headers["Content-Security-Policy"] = MAIL_CSP
+    return response
+
+
+def _keep_mails(slug: str, results: list[Any]) -> dict[tuple[int, int], str]:
+    """Store each rendered e-mail of ``results`` for :func:`preview_mail`; the URL of each,
+    keyed by (result, step). Without Redis the page falls back to ``srcdoc`` (no styles)."""
+    urls: dict[tuple[int, int], str] = {}
+    mails = [
+        ((n, step.index), step.choice.parts["html"])
+        for n, result in enumerate(results)
+        for step in (result.steps or [])
+        if not step.skipped and step.choice and step.choice.parts.get("html")
+    ]
+    if not mails:
+        return urls
+    hub = current_hub()
+    try:
+        pipe = hub.queues.connection.pipeline(transaction=False)
+        for key, html in mails:
+            token = secrets.token_urlsafe(24)
+            kept = {"user": g.user.id, "tenant": slug, "html": html}
+            pipe.set(_mail_key(token), json.dumps(kept), ex=MAIL_SECONDS)
+            urls[key] = url_for("dashboard.preview_mail", slug=slug, token=token)
+        pipe.execute()
+    except redis.RedisError:
+        return {}
+    return urls
+
+
+def _mail_key(token: str) -> str:
+    return f"{current_hub().queues.namespace}dashboard:preview-mail:{token}"
 
 
 def _run(tenant: Any, raw: bytes, source: str | None) -> tuple[list[Any] | None, str | None]:
