@@ -415,8 +415,9 @@ def apply_added(
 
     Only where sending is still right: the journey is open (not converted, deleted,
     unsubscribed, superseded or erased), follows the flow the replay followed, and its
-    recovery link outlives the step's due time. The step row's key (journey, step) is
-    unique, so a second run inserts nothing (and a second replay sees the row as scheduled
+    recovery link and offer outlive the step's due time by the tenant's margin (the
+    engine's own dead-link rule). The step row's key (journey, step) is unique, so a
+    second run inserts nothing (and a second replay sees the row as scheduled
     or sent, not as added); the worker then fires it like any step, re-checking every stop
     rule, and the delivery ledger's key (journey, step, sink) keeps it to one message. A step
     that already ran (skipped, failed) is left alone: a replay never sends a step twice.
@@ -428,7 +429,7 @@ def apply_added(
     for change in result.changes:
         if change.kind != "added" or change.after is None:
             continue
-        outcome, job = _apply_one(hub.store, tenant, change, now)
+        outcome, job = _apply_one(engine, tenant, change, now)
         if job is not None:
             try:
                 engine.scheduler.schedule(job)
@@ -439,9 +440,10 @@ def apply_added(
 
 
 def _apply_one(
-    store: Any, tenant: Tenant, change: Change, now: datetime
+    engine: Engine, tenant: Tenant, change: Change, now: datetime
 ) -> tuple[str, StepJob | None]:
     assert change.after is not None
+    store = engine.store
     due = max(change.after.due_at, now)
     with store.begin() as conn:
         journey = conn.execute(
@@ -452,7 +454,7 @@ def _apply_one(
                 ),
             )
         ).first()
-        refusal = _refusal(journey, change, due)
+        refusal = _refusal(engine, tenant, journey, change, due)
         if refusal:
             return f"not applied: {refusal}", None
         inserted = conn.execute(
@@ -477,16 +479,21 @@ def _apply_one(
     return "scheduled", StepJob(inserted.id, inserted.token, tenant.slug, due)
 
 
-def _refusal(journey: Any, change: Change, due: datetime) -> str | None:
-    """Why the added message must not be scheduled, or ``None``."""
+def _refusal(
+    engine: Engine, tenant: Tenant, journey: Any, change: Change, due: datetime
+) -> str | None:
+    """Why the added message must not be scheduled, or ``None``. Links are judged by the
+    engine's own rule (recovery URL and offer, with the tenant's margin), at the due time."""
     if journey is None:
         return "no journey"
     if journey.status != "open":
         return f"journey {journey.status}"
     if journey.flow != change.flow:
         return f"journey follows flow {journey.flow!r}, the replay {change.flow!r}"
+    flow = next((f for f in tenant.flows if f.name == journey.flow), None)
+    if flow is None or change.step_index >= len(flow.steps):
+        return "step not in the tenant's flow"
     event = _loaded(journey.event) if journey.event else None
-    expires = event.get("recovery_expires_at") if event else None
-    if expires is not None and expires <= due:
-        return "recovery link expired"
-    return None
+    if event is None:
+        return "the journey's event is gone (erased)"
+    return engine.dead_link(tenant, flow.steps[change.step_index], event, due)

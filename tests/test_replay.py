@@ -273,7 +273,7 @@ def test_apply_never_messages_a_converted_or_expired_journey(hub_factory, smtp_s
     outcomes = {a["checkout_id"]: a["outcome"] for a in report["applied"]}
     assert outcomes == {
         "paid": "not applied: journey converted",
-        "late": "not applied: recovery link expired",
+        "late": "not applied: recovery URL expired",
     }
     assert harness.rows("steps", step_index=1) == []
 
