@@ -41,6 +41,7 @@ def register(app: Flask) -> None:
     from hub.erasurecli import COMMANDS as ERASURE_COMMANDS
     from hub.flowcli import flow_group
     from hub.keyscli import keys_group
+    from hub.replaycli import replay_command
     from hub.reportcli import export_command, report_command
     from hub.scaffold import plugin_group
     from hub.userscli import users_group
@@ -54,6 +55,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(export_command)
     app.cli.add_command(keys_group)
     app.cli.add_command(users_group)
+    app.cli.add_command(replay_command)
     for command in ERASURE_COMMANDS:
         app.cli.add_command(command)
     hub = app.extensions["hub"]

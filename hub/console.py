@@ -43,6 +43,7 @@ READ_ONLY = frozenset(
         "log",
         "plugin",
         "plugins",
+        "replay",  # writes only with --apply, to a database that must exist already
         "report",
         "sweep",
     }

@@ -8,15 +8,9 @@ fake clock and dry-run sinks, and prints what would be sent when.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import json
-import logging
 import re
-import tempfile
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,8 +20,7 @@ import click
 from marshmallow import ValidationError
 from werkzeug.datastructures import Headers
 
-from hub import migrations
-from hub.cliparams import DURATION, known_tenant, require_database
+from hub.cliparams import DURATION, known_tenant
 from hub.conditions import facts_for
 from hub.current import current_hub
 from hub.durations import format_duration
@@ -35,9 +28,9 @@ from hub.engine import Engine, inferred_abandonment
 from hub.engine.flows import HOLDOUT
 from hub.events import dump_event, first_error_field, identity_of, load_event
 from hub.holdout import in_holdout
-from hub.hookspecs import InboundRequest, OutboundMessage, PayloadError
+from hub.hookspecs import InboundRequest, PayloadError
 from hub.logs import mask
-from hub.store import Store
+from hub.simulation import Arrival, Happening, history, simulation
 from hub.templates import TemplateMissing, message_locales
 
 
@@ -390,30 +383,6 @@ def _preview_one(engine: Engine, tenant: Any, event: dict, preview: Preview) -> 
             shown.choice = choose_channel(engine, tenant, journey, step, stored)
 
 
-@contextmanager
-def history(hub: Any) -> Iterator[Any]:
-    """The hub on its own database when one exists (abandon counts, caps, suppressions and
-    plugin data see real history), else on an empty throw-away one for the duration: a
-    preview creates no ``var/``. The hub's store itself is swapped because plugins reach it
-    through ``current_hub()`` (a web-push subscription lookup)."""
-    try:
-        require_database(hub)
-    except click.ClickException:
-        pass
-    else:
-        yield hub
-        return
-    real = hub.store
-    with tempfile.TemporaryDirectory() as tmp:
-        hub.store = Store(f"sqlite:///{tmp}/preview.db")
-        try:
-            migrations.upgrade(hub.store)
-            yield hub
-        finally:
-            hub.store.dispose()
-            hub.store = real
-
-
 def choose_channel(
     engine: Engine, tenant: Any, journey: Any, step: Any, event: dict
 ) -> ChannelChoice:
@@ -457,92 +426,6 @@ def _local(when: datetime, tenant: Any) -> str:
 # ------------------------------------------------------------------------------- simulate
 
 
-class _SimLeases:
-    """One process runs every job of a simulation in turn: no send is ever in flight
-    elsewhere."""
-
-    def hold(self, name: str) -> AbstractContextManager[None]:
-        return nullcontext()
-
-    def alive(self, names: Any) -> set[str]:
-        return set()
-
-
-class _SimQueues:
-    """Stands in for RQ: jobs go onto a heap ordered by due time."""
-
-    def __init__(self) -> None:
-        self.heap: list[tuple[datetime, int, str, tuple]] = []
-        self.seq = itertools.count()
-        self.url = "simulated"
-        self.now = datetime.now(UTC)
-        self.leases = _SimLeases()
-
-    def _push(self, due: datetime, kind: str, args: tuple) -> None:
-        heapq.heappush(self.heap, (max(due, self.now), next(self.seq), kind, args))
-
-    # one throw-away database per simulation: the binding (tenant, token) has nothing to guard
-    def enqueue_event(self, event_id: int, tenant: str) -> None:
-        self._push(self.now, "event", (event_id,))
-
-    def schedule_step(
-        self, step_id: int, due_at: datetime, attempt: int = 0, *, tenant: str, token: str
-    ) -> None:
-        self._push(due_at, "step", (step_id, attempt))
-
-    def schedule_check(
-        self, journey_id: int, update_at: datetime, due_at: datetime, *, tenant: str, token: str
-    ) -> None:
-        self._push(due_at, "check", (journey_id, update_at.isoformat()))
-
-
-class _DryRunSink:
-    """A sink's own address logic, but send() only records."""
-
-    def __init__(self, sink: Any, sent: list) -> None:
-        self.sink = sink
-        self.sent = sent
-
-    def __getattr__(self, name: str) -> Any:  # name, channel, needs_consent, … of the real sink
-        return getattr(self.sink, name)
-
-    def address(self, customer: Any, config: Any, context: Any) -> str | None:
-        return self.sink.address(customer, config, context)
-
-    def send(self, message: OutboundMessage, config: Any) -> str:
-        self.sent.append(message)
-        return f"dry-run-{message.delivery_id}"
-
-
-@dataclass
-class _SimHub:
-    settings: Any
-    store: Store
-    queues: _SimQueues
-    tenants: dict
-    sinks: dict
-    sources: dict
-    renderer: Any
-    installation: str = "simulate"
-
-    def public_url(self, port: int = 8000) -> str:
-        return self.settings.public_url or f"http://127.0.0.1:{port}"
-
-
-@contextmanager
-def _dry_run_logging() -> Iterator[None]:
-    """Silence the engine's INFO lines while simulating: they are written for production
-    (``outcome=sent``) and stamped with the wall clock, so in a dry run they would report
-    sends that never happen at times that are not the simulated ones. Warnings still show."""
-    logger = logging.getLogger("hub")
-    level = logger.level
-    logger.setLevel(max(level, logging.WARNING))
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 @flow_group.command("simulate")
 @click.argument("tenant_slug")
 @click.argument("events_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -557,67 +440,35 @@ def _dry_run_logging() -> Iterator[None]:
 def simulate(tenant_slug: str, events_file: Path, horizon: timedelta) -> None:
     """Run EVENTS_FILE (normalized events: a JSON list or JSON lines, with occurred_at) through
     the engine with a fake clock; print what would be sent when. Nothing is sent."""
-    from hub.ingress import store_event
-
     hub = current_hub()
     tenant = known_tenant(hub, tenant_slug)
-    events = sorted(
-        _read_events(hub, tenant, events_file, "'EVENTS_FILE'"), key=lambda e: e["occurred_at"]
-    )
+    events = _read_events(hub, tenant, events_file, "'EVENTS_FILE'")
     if not events:
         raise click.ClickException("no events in the file")
-    sent: list[OutboundMessage] = []
-    # plugins look addresses up through the hub's own store: the real one, or none when absent
-    with tempfile.TemporaryDirectory() as tmp, _dry_run_logging(), history(hub):
-        store = Store(f"sqlite:///{tmp}/simulate.db")
-        migrations.upgrade(store)
-        queues = _SimQueues()
-        sim = _SimHub(
-            replace(hub.settings, retry_base=60.0),
-            store,
-            queues,
-            {tenant.slug: tenant},
-            {n: _DryRunSink(s, sent) for n, s in hub.sinks.items()},
-            hub.sources,
-            hub.renderer,
+    arrivals = [Arrival(e["occurred_at"], e) for e in events]
+    end = max(e["occurred_at"] for e in events) + horizon
+    with simulation(hub, tenant) as sim:
+        for done in sim.run(arrivals, end):
+            _print_happening(done, tenant)
+        count = len(sim.sent)
+    click.echo(f"{count} message(s) would be sent")
+
+
+def _print_happening(done: Happening, tenant: Any) -> None:
+    """One line per event, per message sent, and per job that did something else."""
+    when = _local(done.at, tenant)
+    if done.kind.startswith("checkout."):
+        if done.note is None:
+            click.echo(f"{when}  duplicate {done.event_key}")
+        else:
+            click.echo(f"{when}  {done.kind} {done.subject}: {done.note}")
+        return
+    for message in done.sent:
+        subject = message.parts.get("subject", message.parts.get("title", "")).strip()
+        click.echo(
+            f"{when}  SEND journey {message.journey_id} step "
+            f"{message.step_index} via {message.channel} to {mask(message.to)}"
+            f"{': ' + subject if subject else ''}"
         )
-        clock = {"now": events[0]["occurred_at"]}
-        engine = Engine(sim, clock=lambda: clock["now"])
-        end = events[-1]["occurred_at"] + horizon
-        pending = list(events)
-        while pending or queues.heap:
-            next_event = pending[0]["occurred_at"] if pending else None
-            next_job = queues.heap[0][0] if queues.heap else None
-            if next_event is not None and (next_job is None or next_event <= next_job):
-                event = pending.pop(0)
-                clock["now"] = queues.now = event["occurred_at"]
-                event_id = store_event(store, event, None, clock["now"])
-                if event_id is None:
-                    click.echo(f"{_local(clock['now'], tenant)}  duplicate {event['event_key']}")
-                    continue
-                note = engine.process_event(event_id)
-                click.echo(
-                    f"{_local(clock['now'], tenant)}  {event['kind']} "
-                    f"{event['checkout_id']}: {note}"
-                )
-                continue
-            due, _seq, kind, args = heapq.heappop(queues.heap)
-            if due > end:
-                break
-            clock["now"] = queues.now = due + timedelta(seconds=1)
-            before = len(sent)
-            if kind == "event":
-                engine.process_event(*args)
-                continue
-            note = engine.run_step(*args) if kind == "step" else engine.check_abandonment(*args)
-            for message in sent[before:]:
-                subject = message.parts.get("subject", message.parts.get("title", "")).strip()
-                click.echo(
-                    f"{_local(due, tenant)}  SEND journey {message.journey_id} step "
-                    f"{message.step_index} via {message.channel} to {mask(message.to)}"
-                    f"{': ' + subject if subject else ''}"
-                )
-            if len(sent) == before and note not in ("nothing to do", "early; rescheduled"):
-                click.echo(f"{_local(due, tenant)}  {kind} {args[0]}: {note}")
-        store.dispose()
-    click.echo(f"{len(sent)} message(s) would be sent")
+    if not done.sent and done.note not in ("nothing to do", "early; rescheduled"):
+        click.echo(f"{when}  {done.kind} {done.subject}: {done.note}")

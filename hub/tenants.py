@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -722,3 +722,42 @@ def _compile(
     except ConditionError as exc:
         issues.append(ConfigIssue(file, exc.key, exc.message))
         return None
+
+
+def with_proposed_flows(
+    tenant: Tenant,
+    path: Path,
+    sources: Mapping[str, Any],
+    sinks: Mapping[str, Any],
+    environ: Mapping[str, str],
+    *,
+    templates: TemplateLookup,
+) -> tuple[Tenant | None, list[ConfigIssue]]:
+    """``tenant`` with the ``[[flows]]`` of the file at ``path`` in place of its own, checked
+    exactly as a tenant file's flows are (``hub replay --flow``): a proposal is judged by the
+    same rules it would meet once pasted into the tenant file, and its mistakes name its file.
+    """
+    file = str(path)
+    try:
+        proposed = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return None, [ConfigIssue(file, "", f"cannot read: {exc}")]
+    others = sorted(set(proposed) - {"flows"})
+    if others or not proposed.get("flows"):
+        message = f"unexpected key {others[0]!r}: " if others else ""
+        return None, [
+            ConfigIssue(
+                file,
+                others[0] if others else "",
+                f"{message}a flow file holds [[flows]] tables and nothing else",
+            )
+        ]
+    raw = {**tenant.raw, "flows": proposed["flows"]}
+    env_issues: list[tuple[str, str]] = []
+    data = expand_env(raw, environ, "", env_issues)
+    issues = [ConfigIssue(file, key, msg) for key, msg in env_issues]
+    loaded = _validate(file, tenant.slug, raw, data, sources, sinks, templates, issues)
+    issues = _without_follow_ons(issues, [key for key, _msg in env_issues])
+    if loaded is None or issues:
+        return None, issues
+    return replace(loaded, path=tenant.path), []

@@ -164,6 +164,7 @@ BAD_INPUT = [
     ("erasures", ["nope"], {}, 2, "no tenant 'nope'; known tenants: bakery"),
     ("consent", ["bakery", "--phone", "12"], {}, 2, "'12' is not a phone number"),
     ("retention run", ["--tenant", "nope"], {}, 2, "no tenant 'nope'; known tenants: bakery"),
+    ("replay", ["bakery", "--since", "2026-11-05", "--until", "2026-11-01"], {}, 2, "is before"),
 ]
 
 # more bad input for the commands users reach first
@@ -181,6 +182,9 @@ MORE_BAD_INPUT = [
     ("report", ["bakery", "--since", "2026-12-01", "--until", "2026-11-01"], {}, 2, "is before"),
     ("report", ["bakery", "--format", "xml"], {}, 2, "Invalid value for '--format'"),
     ("export", ["nope"], {}, 2, "no tenant 'nope'"),
+    ("replay", ["nope", "--since", "7d"], {}, 2, "no tenant 'nope'; known tenants: bakery"),
+    ("replay", ["bakery"], {}, 2, "Missing option '--since'"),
+    ("replay", ["bakery", "--since", "7d", "--flow", "{not_json}"], {}, 2, "not_json.json: cannot"),
 ]
 
 

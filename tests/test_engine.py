@@ -14,8 +14,9 @@ import sqlalchemy as sa
 from hub.conditions import ConditionError, compile_condition
 from hub.engine import Engine
 from hub.events import load_event
-from hub.flowcli import _DryRunSink, _SimQueues
 from hub.ingress import store_event
+from hub.simulation import RecordingSink as _DryRunSink
+from hub.simulation import SimQueues as _SimQueues
 from hub.store import suppressions
 
 T0 = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)  # a summer Monday, noon in Berlin
