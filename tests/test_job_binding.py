@@ -19,7 +19,15 @@ from samples import stripe_event, stripe_headers, stripe_session, tenant_toml
 
 from hub.engine import Engine, link_serializer
 from hub.queues import Queues
-from hub.store import deliveries, delivery_log, events, journeys, steps
+from hub.store import (
+    consent_evidence,
+    deliveries,
+    delivery_log,
+    events,
+    journeys,
+    steps,
+    tracking_events,
+)
 from hub.testing import SmtpServer
 
 SHARED_PREFIX = "shared-"
@@ -67,7 +75,16 @@ def process_stored_events(harness) -> None:  # noqa: ANN001
 def restore_empty_backup(store) -> None:  # noqa: ANN001
     """What restoring a backup taken before any checkout does to ids: the rows are gone and
     the next row gets id 1 again (SQLite reuses max(id) + 1; PostgreSQL's sequences go back)."""
-    tables = (delivery_log, deliveries, steps, journeys, events)
+    # children before parents (foreign keys)
+    tables = (
+        tracking_events,
+        consent_evidence,
+        delivery_log,
+        deliveries,
+        steps,
+        journeys,
+        events,
+    )
     with store.begin() as conn:
         for table in tables:
             conn.execute(sa.delete(table))
