@@ -346,6 +346,7 @@ def _load_fast(data: dict) -> dict:
     try:
         out = _load_event_fields(data)
         _schema._no_whitespace(out["event_key"])
+        _schema._refund_by_order(out)
         return _schema._normalize(out)
     except ValidationError as exc:
         raise _Unsure from exc
