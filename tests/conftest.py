@@ -31,3 +31,21 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return venv
+
+
+# Under pytest-xdist (``python3 tasks.py test`` runs with ``-n``, ``--dist loadgroup``), tests
+# that share something outside their tmp_path run on one worker, in the group named here:
+# - "installed": the `installed` venv is built once per worker process, and its build
+#   (and test_scaffold's) writes build/ and *.egg-info/ into the checkout, so two at once
+#   would collide and each worker would pay the 1-2 min install again;
+# - "checkout-var": test_readme asserts that the README's commands create no var/ in the
+#   checkout, and the browser tests write their screenshots to var/screenshots/ there.
+GROUPS = {"test_readme.py": "checkout-var", "test_dashboard_browser.py": "checkout-var"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "installed" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("installed"))
+        elif item.path.name in GROUPS:
+            item.add_marker(pytest.mark.xdist_group(GROUPS[item.path.name]))
