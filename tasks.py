@@ -77,9 +77,9 @@ def workers(pytest_args: list[str]) -> list[str]:
     """``-n N`` for pytest-xdist unless the caller chose (``-n 0`` runs in this one process).
 
     Most tests wait on subprocesses, sockets, RQ workers and polls rather than use a core, so
-    the suite runs in about half the time with more workers than cores; beyond that the
-    workers' own start-up and their real workers compete for the CPU (measured on 2 cores:
-    see docs/testing.md). Groups of tests that share a resource stay on one worker
+    one worker more than there are cores keeps the CPU busy; more than four only adds
+    processes (each worker starts its own hub workers, gunicorns and, without REDIS_URL, its
+    own redis-server) that compete for it. Tests that share a resource stay on one worker
     (``xdist_group`` in tests/conftest.py, ``--dist loadgroup`` in pyproject.toml)."""
     chosen = ("-n", "--numprocesses", "no:xdist")
     if any(a in chosen or a.startswith(("-n", "--numprocesses=")) for a in pytest_args):
