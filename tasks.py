@@ -79,8 +79,8 @@ def workers(pytest_args: list[str]) -> list[str]:
     Most tests wait on subprocesses, sockets, RQ workers and polls rather than use a core, so
     one worker more than there are cores keeps the CPU busy; more than four only adds
     processes (each worker starts its own hub workers, gunicorns and, without REDIS_URL, its
-    own redis-server) that compete for it. Tests that share a resource stay on one worker
-    (``xdist_group`` in tests/conftest.py, ``--dist loadgroup`` in pyproject.toml)."""
+    own redis-server) that compete for it. What tests share outside their tmp_path takes
+    turns under a file lock (tests/checkout.py)."""
     chosen = ("-n", "--numprocesses", "no:xdist")
     if any(a in chosen or a.startswith(("-n", "--numprocesses=")) for a in pytest_args):
         return []
