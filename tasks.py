@@ -3,6 +3,7 @@
 
     python3 tasks.py run     # set up .venv/, then run the hub on embedded defaults
     python3 tasks.py test    # set up .venv/, then lint and run the whole test suite (pytest)
+    python3 tasks.py test -n 0 tests/test_x.py   # pytest's own options pass through
     python3 tasks.py bench   # set up .venv/, then run the benchmarks
 
 Set-up is idempotent: the virtual environment in .venv/ is (re)installed from constraints.txt
@@ -72,6 +73,20 @@ def ensure_browser() -> None:
     print("WARNING: could not install chromium: the browser tests will be skipped", flush=True)
 
 
+def workers(pytest_args: list[str]) -> list[str]:
+    """``-n N`` for pytest-xdist unless the caller chose (``-n 0`` runs in this one process).
+
+    Most tests wait on subprocesses, sockets, RQ workers and polls rather than use a core, so
+    one worker more than there are cores keeps the CPU busy; more than four only adds
+    processes (each worker starts its own hub workers, gunicorns and, without REDIS_URL, its
+    own redis-server) that compete for it. What tests share outside their tmp_path takes
+    turns under a file lock (tests/checkout.py)."""
+    chosen = ("-n", "--numprocesses", "no:xdist")
+    if any(a in chosen or a.startswith(("-n", "--numprocesses=")) for a in pytest_args):
+        return []
+    return ["-n", str(min(4, max(2, (os.cpu_count() or 1) + 1)))]
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("setup", "run", "test", "bench", "lint"):
         print(__doc__)
@@ -89,7 +104,7 @@ def main(argv: list[str]) -> int:
         return subprocess.call([str(BIN / "python"), "-m", "bench", *rest])
     ensure_browser()
     lint = subprocess.call([str(BIN / "ruff"), "check", "."])
-    tests = subprocess.call([str(BIN / "python"), "-m", "pytest", *rest])
+    tests = subprocess.call([str(BIN / "python"), "-m", "pytest", *workers(rest), *rest])
     return tests or lint
 
 

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from checkout import checkout_lock
 from dashboard_kit import PASSWORD, make_dashboard
 
 CHROMIUM = os.environ.get("HUB_CHROMIUM", "/usr/bin/chromium")
@@ -74,7 +75,9 @@ def browser():
 
 
 def _shot(driver, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    if not SHOTS.exists():
+        with checkout_lock("var"):  # not while test_readme watches for a new var/
+            SHOTS.mkdir(parents=True, exist_ok=True)
     height = driver.execute_script("return document.body.scrollHeight")
     driver.set_window_size(1280, max(min(height + 40, 4000), 600))
     driver.execute_script("window.scrollTo(0, 0)")

@@ -26,6 +26,8 @@ def test_a_scheduled_step_fires_within_two_seconds_of_its_due_time(hub_factory, 
     body = stripe_event()
     harness.post("acme", "stripe", body, stripe_headers(body))
     smtp_server.wait_for_messages(1)
+    # the SMTP server has the mail a moment before the worker records it as sent
+    harness.wait_for(lambda: harness.rows("deliveries", status="sent"), message="sent recorded")
     [step] = harness.rows("steps")
     [delivery] = harness.rows("deliveries")
     late = (delivery.sent_at - step.due_at).total_seconds()

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from checkout import checkout_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKED = re.compile(r"<!-- readme-test -->\n```sh\n(.*?)```", re.S)
@@ -28,22 +29,24 @@ def test_the_readme_marks_its_runnable_blocks():
 
 @pytest.mark.parametrize("block", marked_blocks(), ids=lambda b: b.splitlines()[-1][:60])
 def test_readme_block_runs_as_written(block, tmp_path):
-    had_var = (ROOT / "var").exists()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("HUB_", "DATABASE_", "ACME_")) and k != "REDIS_URL"
-    }
-    done = subprocess.run(
-        ["bash", "-c", "set -euo pipefail\n" + block],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-4000:]
-    assert "Traceback" not in output
-    assert not re.search(r"^Error:", output, re.M), output[-4000:]
-    assert had_var or not (ROOT / "var").exists(), "a reading command created var/"
+    # other pytest-xdist workers' browser tests create var/screenshots: not meanwhile
+    with checkout_lock("var"):
+        had_var = (ROOT / "var").exists()
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("HUB_", "DATABASE_", "ACME_")) and k != "REDIS_URL"
+        }
+        done = subprocess.run(
+            ["bash", "-c", "set -euo pipefail\n" + block],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, output[-4000:]
+        assert "Traceback" not in output
+        assert not re.search(r"^Error:", output, re.M), output[-4000:]
+        assert had_var or not (ROOT / "var").exists(), "a reading command created var/"

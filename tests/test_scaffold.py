@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from checkout import checkout_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,15 +73,16 @@ def test_scaffolded_plugins_build_install_and_pass_their_own_tests_in_a_fresh_ve
     plugins = [tmp_path / "hub-plugin-acme-sms", tmp_path / "hub-plugin-acme-shop"]
     # one build back-end for the three wheels instead of an isolated one each
     run("install", "setuptools>=77")
-    run(
-        "wheel",
-        "--no-deps",
-        "--no-build-isolation",
-        "--wheel-dir",
-        str(wheels),
-        str(ROOT),
-        *map(str, plugins),
-    )
+    with checkout_lock("build"):  # the hub's wheel is built in the checkout's build/
+        run(
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(wheels),
+            str(ROOT),
+            *map(str, plugins),
+        )
     [hub_wheel] = wheels.glob("abandonment_hub-*.whl")
     others = [str(w) for w in wheels.glob("hub_plugin_*.whl")]
     assert len(others) == 2
