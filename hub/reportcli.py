@@ -133,10 +133,8 @@ def export_command(
         chunks = export_csv(hub.store, tenant.slug, first, last, emails, tenant.timezone, bom=bom)
     except ReportError as exc:
         raise _usage(exc) from exc
-    stream = click.get_text_stream("stdout")
     for chunk in chunks:
-        stream.write(chunk)
-    stream.flush()
+        click.echo(chunk, nl=False)
 
 
 # --------------------------------------------------------------------------- output
